@@ -1,9 +1,9 @@
 """glaviz's one error tree.
 
-Every failure a user can cause or meet is raised as a :class:`GlavizError` subclass. The CLI catches
-this root once (``glaviz.cli.app.main``) and prints a single ``Error: …`` line, so engine code never
-formats output or chooses exit codes itself. Builtin mixins (``ValueError``, ``OSError``) let library
-users keep catching what they would naturally expect.
+Every failure a user can cause or meet is raised as a :class:`GlavizError` subclass. The CLI
+catches this root once (``glaviz.cli.app.main``) and prints a single ``Error: …`` line, so engine
+code never formats output or chooses exit codes itself. Builtin mixins (``ValueError``,
+``OSError``) let library users keep catching what they would naturally expect.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Typer application, its global options, and the one place errors are turned into exit codes."""
+"""The Typer application, its global options, and the one place errors become exit codes."""
 
 from __future__ import annotations
 
@@ -42,7 +42,10 @@ def _global_options(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Show the version and exit.",
         ),
     ] = False,
 ) -> None:
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _print_error("interrupted; no finished outputs were written")
         return 130
-    except Exception as exc:  # noqa: BLE001 - the one top-level handler
+    except Exception as exc:
         if debug:
             traceback.print_exc()
         _print_error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")

@@ -64,7 +64,7 @@ class _Reader:
                 f"{path} is not a readable HDF5 weights file ({_short(exc)}); "
                 "it may be truncated or not a Keras checkpoint; download it again"
             ) from None
-        root = self.file["model_weights"] if "model_weights" in self.file else self.file
+        root = self.file.get("model_weights", self.file)
         if "layer_names" not in root.attrs:
             self.file.close()
             raise WeightsError(
