@@ -6,7 +6,6 @@ import sys
 import traceback
 from typing import Annotated
 
-import click
 import typer
 
 from glaviz import __version__
@@ -64,6 +63,11 @@ def _print_error(message: str) -> None:
     err_console.print(f"Error: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
+def _is_usage_error(exc: Exception) -> bool:
+    # Typer vendors click in recent releases, so match click's exceptions by their interface.
+    return callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and map every failure to one ``Error:`` line and an exit code.
 
@@ -79,18 +83,18 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _print_error(str(exc))
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:  # usage errors: bad options, missing arguments
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         _print_error("aborted")
         return 130
     except KeyboardInterrupt:
         _print_error("interrupted; no finished outputs were written")
         return 130
-    except Exception as exc:
+    except Exception as exc:  # the one top-level handler
+        if _is_usage_error(exc):  # bad options, missing arguments: click formats these itself
+            exc.show()  # type: ignore[attr-defined]
+            return int(exc.exit_code)  # type: ignore[attr-defined]
         if debug:
             traceback.print_exc()
         _print_error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
