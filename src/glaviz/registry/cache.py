@@ -1,0 +1,137 @@
+"""The local weights cache: where it is, what each model's file is called, locks and records.
+
+Layout under ``$GLAVIZ_HOME`` (default: the platform's user cache directory)::
+
+    weights/<published file name>            verified checkpoint, only ever created by a rename
+    weights/<published file name>.info.json  what verification found (sha256, feature groups, …)
+    weights/<published file name>.part       an interrupted download, resumed by the next fetch
+    locks/<published file name>.lock         inter-process lock for that one file
+
+Locks live outside ``weights/`` so that the weights folder holds nothing but real files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from glaviz.errors import DownloadError
+
+if TYPE_CHECKING:
+    from glaviz.registry.registry import ModelEntry
+
+HOME_ENV = "GLAVIZ_HOME"
+INFO_SUFFIX = ".info.json"
+PART_SUFFIX = ".part"
+
+#: Seconds a fetch waits for another process that is downloading the same file.
+LOCK_TIMEOUT_S = 6 * 3600.0
+
+
+def glaviz_home() -> Path:
+    """``$GLAVIZ_HOME`` if set, else the per-user cache directory chosen by platformdirs."""
+    env = os.environ.get(HOME_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("glaviz"))
+
+
+def weights_dir(home: Path | None = None) -> Path:
+    return (home or glaviz_home()) / "weights"
+
+
+def cached_path(entry: ModelEntry, *, home: Path | None = None) -> Path:
+    """The one cache file of ``entry``: its published file name, never shared with another entry."""
+    return weights_dir(home) / entry.file
+
+
+def part_path(target: Path) -> Path:
+    return target.with_name(target.name + PART_SUFFIX)
+
+
+def info_path(target: Path) -> Path:
+    return target.with_name(target.name + INFO_SUFFIX)
+
+
+def lock_path(target: Path) -> Path:
+    return target.parent.parent / "locks" / f"{target.name}.lock"
+
+
+@contextlib.contextmanager
+def locked(target: Path, *, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the inter-process lock of one cache file (and create the cache folders).
+
+    Two ``glaviz fetch-weights`` runs for the same model serialise here; the second then finds the
+    finished file instead of writing over a download in progress.
+    """
+    import filelock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_file = lock_path(target)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(lock_file), timeout=timeout)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise DownloadError(
+            f"another glaviz process has held the lock {lock_file} for over {timeout:.0f} s; "
+            "if no other fetch is running, delete that file and retry"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def sha256_of(path: Path, *, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def temp_in(folder: Path, name: str) -> Path:
+    """A fresh hidden temporary path next to the final file, so the final rename is atomic."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = temp_in(path.parent, path.name)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_info(target: Path) -> dict[str, Any] | None:
+    """The verification record of a cached file, or None when absent or stale.
+
+    A record whose size differs from the file belongs to an earlier file (replaced by hand), so it
+    is ignored rather than trusted.
+    """
+    path = info_path(target)
+    try:
+        info = json.loads(path.read_text(encoding="utf8"))
+        if not isinstance(info, dict) or info.get("size") != target.stat().st_size:
+            return None
+        return info
+    except (OSError, ValueError):
+        return None
+
+
+def remove_quietly(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
