@@ -28,6 +28,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def prepare_tensorflow() -> None:
+    """Import TensorFlow quietly (tracebacks and native logs stay visible with --debug)."""
+    from glaviz.tfutil import import_tensorflow
+
+    import_tensorflow(quiet=not state.debug)
+
+
 def configure_logging() -> None:
     """Send glaviz's log records to stderr at the level the global options ask for."""
     if state.debug or state.verbose >= 2:

@@ -1,0 +1,621 @@
+"""The streaming tiled inference engine behind ``glaviz deploy``.
+
+One reader thread walks the window rows of the published grid: it reads the scene strip under a
+window row from the stack (all bands of the needed groups in one read), normalises it, zero-pads it
+as the published pipeline did, and queues the row's windows. The main thread pushes fixed-shape
+batches through the compiled model, blends each window row into a rolling buffer, and writes every
+scene row as soon as no later window touches it. Peak memory is therefore bounded by the scene
+width times about two window heights, whatever the scene height.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glaviz import __version__
+from glaviz.errors import ConfigError, GlavizError, InputError
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+@dataclass
+class DeployResult:
+    """What a deploy run produced and how long its parts took."""
+
+    outdir: Path
+    outputs: list[Path]
+    windows: int
+    polygons: int | None
+    glacier_fraction: float
+    timings: dict[str, float]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _RowItem:
+    """One window row, normalised and ready for the model."""
+
+    k: int
+    inputs: dict[str, list[np.ndarray]]
+    valid_start: int
+    valid: np.ndarray  # new scene rows' optical validity, (n, width) bool
+
+
+def best_batch_size(n_windows: int, largest: int) -> int:
+    """The batch size up to ``largest`` that wastes the fewest padded windows (larger on ties).
+
+    Batches have one fixed shape (one compiled graph), so the last batch is zero-padded: 9
+    windows in batches of 4 would compute 12, in batches of 3 exactly 9.
+    """
+    if largest < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {largest}")
+    return min(range(largest, 0, -1), key=lambda b: -(-n_windows // b) * b)
+
+
+def load_region_vector(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    """Read a region vector: ``{"region_vector": [...], "regions": [...]}`` or a plain list."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read region vector {path}: {exc}") from None
+    values = raw.get("region_vector") if isinstance(raw, dict) else raw
+    regions = raw.get("regions") if isinstance(raw, dict) else None
+    try:
+        vector = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        vector = np.zeros(0, np.float32)
+    if vector.ndim != 1 or vector.size == 0 or not np.all(np.isfinite(vector)):
+        raise InputError(
+            f"{path} holds no region vector; expected a JSON list of numbers or "
+            '{"region_vector": [...]} as written by glaviz optimise-bias'
+        )
+    return vector, regions
+
+
+def _coordinate_encoder(dataset: Any) -> Callable[[float, float], np.ndarray]:
+    """sin/cos of latitude and longitude, in radians, at a scene (row, col) pixel centre."""
+    from rasterio.warp import transform as warp
+
+    if dataset.crs is None:
+        raise InputError(
+            f"{dataset.name} has no CRS, so coordinate encoding cannot find latitudes; "
+            "assign the CRS (e.g. gdal_edit.py -a_srs EPSG:32632) or use --region-vector"
+        )
+    affine = dataset.transform
+
+    def encode(row: float, col: float) -> np.ndarray:
+        x, y = affine * (col + 0.5, row + 0.5)
+        lon, lat = warp(dataset.crs, "EPSG:4326", [x], [y])
+        lat_r, lon_r = math.radians(lat[0]), math.radians(lon[0])
+        return np.array(
+            [math.sin(lat_r), math.cos(lat_r), math.sin(lon_r), math.cos(lon_r)], np.float32
+        )
+
+    return encode
+
+
+def _read_rows(
+    dataset: Any,
+    layout: Any,
+    model: Any,
+    grid: Any,
+    location: Callable[[int, int], np.ndarray] | None,
+) -> Iterator[_RowItem]:
+    """Yield every window row of ``grid``, normalised and zero-padded like the published scene."""
+    from rasterio.windows import Window
+
+    from glaviz.engine.tiling import read_window_from_padded
+    from glaviz.pipeline import normalise_group, valid_mask
+
+    groups = list(model.groups)
+    read_groups = groups if "optical" in groups else ["optical", *groups]
+    seen_rows = 0
+    for k, row_origin in enumerate(grid.row_origins):
+        plan = read_window_from_padded(grid, row_origin, 0, width=grid.padded_width)
+        rows, cols = plan.scene_rows, plan.scene_cols
+        window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+        raw = layout.read_groups(dataset, read_groups, window=window)
+        valid = valid_mask(raw["optical"])
+        new_from = max(seen_rows - rows.start, 0)
+        valid_start, valid = rows.start + new_from, valid[new_from:]
+        seen_rows = max(seen_rows, rows.stop)
+        inputs: dict[str, list[np.ndarray]] = {}
+        for group in groups:
+            data = normalise_group(group, raw[group], model.stats)
+            strip = np.zeros((grid.patch, grid.padded_width, data.shape[-1]), np.float32)
+            strip[plan.window_rows, plan.window_cols] = data
+            inputs[group] = [strip[:, c : c + grid.patch] for c in grid.col_origins]
+        if location is not None:
+            inputs["location"] = [location(row_origin, c) for c in grid.col_origins]
+        yield _RowItem(k, inputs, valid_start, valid)
+
+
+class _Prefetcher:
+    """Runs a generator in a thread, one item ahead, and re-raises its errors in the caller."""
+
+    def __init__(self, items: Iterator[Any], depth: int = 1) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(items,), daemon=True)
+        self._thread.start()
+
+    def _run(self, items: Iterator[Any]) -> None:
+        try:
+            for item in items:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._queue.put(_DONE)
+        except BaseException as exc:  # handed to the consumer thread
+            self._queue.put(exc)
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class _CrossRowBatcher:
+    """Fills every model batch, across window rows, and hands back rows once complete.
+
+    A scene whose window rows hold fewer windows than a batch (or not a multiple of it) would
+    otherwise run padded batches on every row; here only the very last batch is padded.
+    """
+
+    def __init__(self, predictor: Any, per_row: int) -> None:
+        self.predictor = predictor
+        self.per_row = per_row
+        self._inputs: dict[str, list[np.ndarray]] = {}
+        self._rows: list[int] = []
+        self._done: list[np.ndarray] = []
+
+    def add(self, k: int, inputs: dict[str, list[np.ndarray]]) -> list[tuple[int, np.ndarray]]:
+        for name, windows in inputs.items():
+            self._inputs.setdefault(name, []).extend(windows)
+        self._rows.append(k)
+        size = self.predictor.batch_size
+        while len(next(iter(self._inputs.values()))) >= size:
+            self._run(size)
+        return self._complete_rows()
+
+    def flush(self) -> list[tuple[int, np.ndarray]]:
+        pending = len(next(iter(self._inputs.values()), []))
+        if pending:
+            self._run(pending)
+        return self._complete_rows()
+
+    def _run(self, n: int) -> None:
+        batch = {name: windows[:n] for name, windows in self._inputs.items()}
+        self._inputs = {name: windows[n:] for name, windows in self._inputs.items()}
+        self._done.extend(self.predictor.predict(batch))
+
+    def _complete_rows(self) -> list[tuple[int, np.ndarray]]:
+        ready = []
+        while self._rows and len(self._done) >= self.per_row:
+            ready.append((self._rows.pop(0), np.stack(self._done[: self.per_row])))
+            self._done = self._done[self.per_row :]
+        return ready
+
+
+class _ValidRows:
+    """Optical validity of scene rows, kept only until their outlines are written."""
+
+    def __init__(self) -> None:
+        self._start = 0
+        self._rows: list[np.ndarray] = []
+
+    def add(self, start: int, rows: np.ndarray) -> None:
+        if len(rows):
+            self._rows.append(rows)
+
+    def take(self, n: int) -> np.ndarray:
+        data = np.concatenate(self._rows) if len(self._rows) > 1 else self._rows[0]
+        taken, rest = data[:n], data[n:]
+        self._rows = [rest] if len(rest) else []
+        self._start += n
+        return taken
+
+
+class _Progress:
+    """A rich progress bar with windows/s on terminals; silent otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._bar = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("deploy"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} windows/s"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("deploy", total=total, rate="–")
+        self._start = time.perf_counter()
+        self._done = 0
+
+    def advance(self, n: int) -> None:
+        self._done += n
+        if self._bar is not None:
+            rate = self._done / max(time.perf_counter() - self._start, 1e-9)
+            self._bar.update(self._task, advance=n, rate=f"{rate:.2f}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def deploy(
+    *,
+    stack: Path,
+    weights: str,
+    outdir: Path,
+    features: tuple[str, ...] | None = None,
+    region_vector: Path | None = None,
+    coordinate_encoding: bool = False,
+    calibration: str | None = None,
+    smoothing: int = 0,
+    tta: bool = False,
+    mc: int = 0,
+    batch_size: int = 4,
+    probabilities: bool = False,
+    vector: bool = True,
+    overwrite: bool = False,
+    precision: str = "float32",
+    progress: bool = False,
+) -> DeployResult:
+    """Map glaciers on a whole feature stack and write the outputs into ``outdir``.
+
+    ``calibration``: a CAL.json path or a packaged calibration name; ``None`` uses the model's own
+    (a bundle's, or the one the registry attaches to a published model); ``"none"`` disables it.
+    """
+    import rasterio
+
+    from glaviz.engine.outputs import OutputSet
+
+    t_start = time.perf_counter()
+    if region_vector is not None and coordinate_encoding:
+        raise ConfigError("use either --region-vector or --coordinate-encoding, not both")
+    if smoothing < 0:
+        raise ConfigError(f"--smoothing must be 0 (off) or a window size, got {smoothing}")
+    outputs = OutputSet(outdir, overwrite=overwrite)
+    try:
+        dataset = rasterio.open(stack)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"cannot open stack {stack}: {exc}") from None
+    try:
+        with dataset:
+            return _deploy(
+                dataset=dataset,
+                stack=Path(stack),
+                weights=weights,
+                outputs=outputs,
+                features=features,
+                region_vector=region_vector,
+                coordinate_encoding=coordinate_encoding,
+                calibration=calibration,
+                smoothing=smoothing,
+                tta=tta,
+                mc=mc,
+                batch_size=batch_size,
+                probabilities=probabilities,
+                vector=vector,
+                precision=precision,
+                progress=progress,
+                t_start=t_start,
+            )
+    except BaseException:
+        outputs.cleanup()
+        raise
+
+
+def _resolve_calibration(name: str | None, model: Any) -> tuple[Any, str | None]:
+    from glaviz.calibration import CalibrationModel
+
+    if name is not None and name.strip().lower() == "none":
+        return None, None
+    if name is None:
+        if model.calibration is not None:
+            return CalibrationModel.from_dict(model.calibration, source=str(model.path)), "bundle"
+        if model.calibration_name is None:
+            return None, None
+        name = model.calibration_name
+    from glaviz.registry.registry import calibration_path
+
+    path = calibration_path(name)
+    return CalibrationModel.load(path), str(path)
+
+
+def _deploy(
+    *,
+    dataset: Any,
+    stack: Path,
+    weights: str,
+    outputs: Any,
+    features: tuple[str, ...] | None,
+    region_vector: Path | None,
+    coordinate_encoding: bool,
+    calibration: str | None,
+    smoothing: int,
+    tta: bool,
+    mc: int,
+    batch_size: int,
+    probabilities: bool,
+    vector: bool,
+    precision: str,
+    progress: bool,
+    t_start: float,
+) -> DeployResult:
+    import rasterio
+
+    from glaviz.engine import postprocess
+    from glaviz.engine.blend import RowBlender
+    from glaviz.engine.loading import load_for_inference
+    from glaviz.engine.outputs import (
+        OUTLINE_COLORS,
+        OUTLINE_NODATA,
+        geotiff_profile,
+        vectorise_outlines,
+        write_run_json,
+    )
+    from glaviz.engine.predictor import Predictor
+    from glaviz.engine.tiling import tile_grid
+    from glaviz.pipeline import StackLayout
+
+    timings: dict[str, float] = {}
+    layout = StackLayout.read(dataset)
+    location_mode = "region" if region_vector else "coordinate" if coordinate_encoding else "none"
+    rv, rv_regions = load_region_vector(region_vector) if region_vector else (None, None)
+    t0 = time.perf_counter()
+    model = load_for_inference(
+        weights, features=features, location=location_mode, mc_dropout=mc > 0, precision=precision
+    )
+    timings["load_model_s"] = time.perf_counter() - t0
+    config = model.config
+    layout.require(model.groups)
+    if rv is not None and rv.size != config.location_size:
+        raise ConfigError(
+            f"region vector {region_vector} has {rv.size} values, but the model's location input "
+            f"has {config.location_size} ({', '.join(model.region_names or []) or 'regions'}); "
+            "make one for this model with glaviz optimise-bias"
+        )
+    cal, cal_source = _resolve_calibration(calibration, model)
+    if dataset.count == 0 or dataset.height == 0 or dataset.width == 0:
+        raise InputError(f"{stack} is empty")
+    grid = tile_grid(dataset.height, dataset.width, config.patch_size)
+    location: Callable[[int, int], np.ndarray] | None = None
+    if rv is not None:
+        fixed = rv.astype(np.float32)
+
+        def location(_r: int, _c: int) -> np.ndarray:
+            return fixed
+
+    elif coordinate_encoding:
+        encode = _coordinate_encoder(dataset)
+
+        def location(r: int, c: int) -> np.ndarray:
+            return encode(*grid.window_centre(r, c))
+
+    p = config.patch_size
+    shapes: dict[str, tuple[int, ...]] = {g: (p, p, n) for g, n in config.feature_groups.items()}
+    if config.uses_location:
+        shapes["location"] = (config.location_size,)
+    batch = best_batch_size(grid.n_windows, batch_size)
+    predictor = Predictor(model.model, input_shapes=shapes, batch_size=batch, tta=tta, mc=mc)
+
+    base = {"width": dataset.width, "height": dataset.height}
+    base.update(crs=dataset.crs, transform=dataset.transform)
+    paths = {
+        "outlines.tif": outputs.temp("outlines.tif"),
+        "confidence.tif": outputs.temp("confidence.tif"),
+    }
+    if probabilities:
+        paths["probabilities.tif"] = outputs.temp("probabilities.tif")
+    n_classes = config.n_classes
+    writers = {
+        "outlines.tif": rasterio.open(
+            paths["outlines.tif"],
+            "w",
+            **geotiff_profile(base, count=1, dtype="uint8", nodata=OUTLINE_NODATA),
+        ),
+        "confidence.tif": rasterio.open(
+            paths["confidence.tif"],
+            "w",
+            **geotiff_profile(base, count=1, dtype="float32", nodata=None),
+        ),
+    }
+    if probabilities:
+        writers["probabilities.tif"] = rasterio.open(
+            paths["probabilities.tif"],
+            "w",
+            **geotiff_profile(base, count=n_classes, dtype="float32", nodata=None),
+        )
+    writers["outlines.tif"].write_colormap(1, OUTLINE_COLORS)
+    writers["outlines.tif"].set_band_description(1, "glacier outlines (1 glacier, 0 other)")
+    writers["confidence.tif"].set_band_description(
+        1, "calibrated confidence" if cal is not None else "confidence (1 - entropy)"
+    )
+
+    blender = RowBlender(grid, n_classes, dtype=np.float64)
+    smoother = postprocess.RowSmoother(smoothing, dataset.width)
+    valid_rows = _ValidRows()
+    counters = {"outline_row": 0, "glacier": 0, "valid": 0}
+    timings.update(model_s=0.0, wait_s=0.0, write_s=0.0)
+
+    def write_outline_rows(rows: np.ndarray | None) -> None:
+        if rows is None or not len(rows):
+            return
+        valid = valid_rows.take(len(rows))
+        final = postprocess.apply_nodata(rows, valid)
+        start = counters["outline_row"]
+        win = rasterio.windows.Window(0, start, dataset.width, len(rows))
+        writers["outlines.tif"].write(final, 1, window=win)
+        counters["outline_row"] += len(rows)
+        counters["glacier"] += int(np.count_nonzero(final == 1))
+        counters["valid"] += int(np.count_nonzero(valid))
+
+    def write_blended(done: tuple[int, np.ndarray] | None) -> None:
+        if done is None:
+            return
+        start, probs = done
+        t = time.perf_counter()
+        win = rasterio.windows.Window(0, start, dataset.width, len(probs))
+        conf = postprocess.confidence(probs, dtype=np.float64)
+        if cal is not None:
+            conf = cal.apply(conf)
+        writers["confidence.tif"].write(conf.astype(np.float32), 1, window=win)
+        if probabilities:
+            bands = np.moveaxis(probs.astype(np.float32), -1, 0)
+            writers["probabilities.tif"].write(bands, window=win)
+        write_outline_rows(smoother.push(postprocess.outlines(probs)))
+        timings["write_s"] += time.perf_counter() - t
+
+    bar = _Progress(grid.n_windows, progress)
+    batches = _CrossRowBatcher(predictor, len(grid.col_origins))
+    reader = _Prefetcher(_read_rows(dataset, layout, model, grid, location))
+    t_loop = time.perf_counter()
+
+    def blend_ready(rows: list[tuple[int, np.ndarray]]) -> None:
+        for k, probs in rows:
+            blender.add_row(k, probs)
+            write_blended(blender.pop_finished())
+            bar.advance(len(grid.col_origins))
+
+    try:
+        t_wait = time.perf_counter()
+        for item in reader:
+            timings["wait_s"] += time.perf_counter() - t_wait
+            valid_rows.add(item.valid_start, item.valid)
+            t = time.perf_counter()
+            ready = batches.add(item.k, item.inputs)
+            timings["model_s"] += time.perf_counter() - t
+            blend_ready(ready)
+            t_wait = time.perf_counter()
+        t = time.perf_counter()
+        ready = batches.flush()
+        timings["model_s"] += time.perf_counter() - t
+        blend_ready(ready)
+        write_blended(blender.finish())
+        write_outline_rows(smoother.finish())
+    finally:
+        reader.close()
+        bar.close()
+        for w in writers.values():
+            w.close()
+    timings["loop_s"] = time.perf_counter() - t_loop
+    if counters["outline_row"] != dataset.height:
+        raise GlavizError(
+            f"internal: wrote {counters['outline_row']} of {dataset.height} outline rows"
+        )
+
+    polygons = None
+    if vector:
+        t = time.perf_counter()
+        target = outputs.temp("outlines.gpkg")
+        polygons = vectorise_outlines(paths["outlines.tif"], target)
+        timings["vector_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t_start
+
+    settings = {
+        "stack": str(stack.resolve()),
+        "weights": str(model.path.resolve()),
+        "weights_spec": weights,
+        "registry_model": model.registry_name,
+        "model_kind": model.kind,
+        "architecture": config.model_dump(),
+        "features": list(model.groups),
+        "location": location_mode,
+        "region_vector": str(region_vector) if region_vector else None,
+        "region_vector_values": rv.tolist() if rv is not None else None,
+        "region_vector_regions": rv_regions,
+        "calibration": cal_source,
+        "smoothing": smoothing,
+        "tta": tta,
+        "mc": mc,
+        "batch_size": batch_size,
+        "batch_size_used": batch,
+        "precision": precision,
+        "probabilities": probabilities,
+        "vector": vector,
+    }
+    glacier_fraction = counters["glacier"] / max(counters["valid"], 1)
+    write_run_json(
+        outputs.temp("run.json"),
+        {
+            "glaviz": __version__,
+            "versions": _versions(),
+            "settings": settings,
+            "scene": {
+                "height": dataset.height,
+                "width": dataset.width,
+                "crs": str(dataset.crs) if dataset.crs else None,
+                "padded": [grid.padded_height, grid.padded_width],
+                "padding": [grid.pad_top, grid.pad_left],
+            },
+            "windows": grid.n_windows,
+            "windows_per_s": grid.n_windows / max(timings["loop_s"], 1e-9),
+            "model_share_of_loop": timings["model_s"] / max(timings["loop_s"], 1e-9),
+            "glacier_fraction_of_valid": glacier_fraction,
+            "polygons": polygons,
+            "timings": timings,
+        },
+    )
+    final = outputs.commit()
+    return DeployResult(
+        outdir=outputs.outdir,
+        outputs=final,
+        windows=grid.n_windows,
+        polygons=polygons,
+        glacier_fraction=glacier_fraction,
+        timings=timings,
+        settings=settings,
+    )
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import rasterio
+    import tensorflow as tf
+
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+        "numpy": np.__version__,
+    }

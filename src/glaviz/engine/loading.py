@@ -1,0 +1,170 @@
+"""Resolve ``--weights`` and load a model for inference, checking it against the user's options.
+
+``--weights`` may be a registry name, a published Keras 2 checkpoint (``.h5``) or a glaviz bundle.
+Checkpoints carry no metadata, so their architecture is read from the tensors and compared with
+``--features`` and the location options; bundles carry their own features, normalisation
+statistics, region names and calibration.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from glaviz.errors import ConfigError, WeightsError
+from glaviz.model.glavitu import GlaViTUConfig
+
+log = logging.getLogger(__name__)
+
+LocationMode = Literal["none", "region", "coordinate"]
+
+
+@dataclass
+class InferenceModel:
+    """A model ready to predict, with everything deploy needs to feed it."""
+
+    model: Any
+    config: GlaViTUConfig
+    stats: Any  # glaviz.pipeline.NormalisationStats
+    path: Path
+    kind: Literal["bundle", "checkpoint"]
+    registry_name: str | None = None
+    calibration: dict[str, Any] | None = None
+    calibration_name: str | None = None
+    region_names: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(self.config.feature_groups)
+
+
+def load_for_inference(
+    weights: str | Path,
+    *,
+    features: tuple[str, ...] | None = None,
+    location: LocationMode | None = None,
+    mc_dropout: bool = False,
+    precision: str = "float32",
+) -> InferenceModel:
+    """Load ``weights`` for inference under the given precision.
+
+    ``features``: the user's ``--features`` (None: take the model's own). ``location``: what the
+    user supplies (``region`` for a region vector, ``coordinate`` for coordinate encoding, ``none``
+    for nothing; None: don't check). Mismatches raise :class:`ConfigError` or :class:`WeightsError`
+    naming what the model needs and what was given.
+    """
+    from glaviz.engine.predictor import dtype_policy, policy_scope
+    from glaviz.model.bundle import is_bundle, load_bundle
+    from glaviz.model.checkpoint import assign_checkpoint, inspect_checkpoint
+    from glaviz.model.glavitu import build_glavitu
+    from glaviz.pipeline import NormalisationStats
+    from glaviz.registry.registry import resolve_weights
+
+    resolved = resolve_weights(str(weights))
+    entry = resolved.entry
+    policy = dtype_policy(precision)
+    path = resolved.path
+    if is_bundle(path):
+        with policy_scope(policy):
+            bundle = load_bundle(path, mc_dropout=mc_dropout)
+        meta = bundle.metadata
+        config = meta.architecture
+        _check_features(config, features, path)
+        _check_location(config, location, path)
+        stats = (
+            NormalisationStats.from_dict(meta.normalization)
+            if meta.normalization
+            else NormalisationStats.published()
+        )
+        return InferenceModel(
+            model=bundle.inference_model,
+            config=config,
+            stats=stats,
+            path=path,
+            kind="bundle",
+            registry_name=entry.name if entry else None,
+            calibration=meta.calibration,
+            calibration_name=entry.calibration if entry else None,
+            region_names=meta.region_names,
+        )
+
+    info = inspect_checkpoint(path)
+    config = info.config
+    names = _group_names(info.feature_groups, features, entry, path)
+    config = config.model_copy(update={"feature_groups": names, "mc_dropout": mc_dropout})
+    _check_location(config, location, path)
+    with policy_scope(policy):
+        train, infer = build_glavitu(config)
+    assign_checkpoint(train, path)  # the file holds both heads; infer shares the weights
+    return InferenceModel(
+        model=infer,
+        config=config,
+        stats=NormalisationStats.published(),
+        path=path,
+        kind="checkpoint",
+        registry_name=entry.name if entry else None,
+        calibration_name=entry.calibration if entry else None,
+        region_names=list(entry.region_order) if entry and entry.region_order else None,
+    )
+
+
+def _group_names(
+    found: dict[str, int], features: tuple[str, ...] | None, entry: Any, path: Path
+) -> dict[str, int]:
+    """Name the checkpoint's inputs: from the file, the registry entry or ``--features``."""
+    from glaviz.groups import GROUP_BANDS
+
+    if features is None:
+        if entry is not None and len(entry.features) == len(found):
+            features = tuple(entry.features)
+        elif all(name in GROUP_BANDS for name in found):
+            return found
+        else:
+            raise ConfigError(
+                f"{path.name} does not name its inputs ({'+'.join(map(str, found.values()))} "
+                "bands); pass --features, e.g. --features optical,dem"
+            )
+    wanted = {g: GROUP_BANDS.get(g, 0) for g in features}
+    named = all(name in GROUP_BANDS for name in found)
+    if list(wanted.values()) != list(found.values()) or (named and list(found) != list(wanted)):
+        have = "+".join(f"{g}({n})" for g, n in found.items())
+        asked = "+".join(f"{g}({n})" for g, n in wanted.items())
+        raise WeightsError(
+            f"{path.name} was trained on {have}, but --features asks for {asked}; "
+            f"use --features {','.join(found) if named else '…'} or other weights"
+        )
+    return wanted
+
+
+def _check_features(config: GlaViTUConfig, features: tuple[str, ...] | None, path: Path) -> None:
+    if features is not None and tuple(features) != tuple(config.feature_groups):
+        raise WeightsError(
+            f"{path.name} is a model for {', '.join(config.feature_groups)}, but --features asks "
+            f"for {', '.join(features)}; drop --features (bundles know their inputs)"
+        )
+
+
+def _check_location(config: GlaViTUConfig, location: LocationMode | None, path: Path) -> None:
+    if location is None:
+        return
+    if config.uses_location and location == "none":
+        hint = (
+            "--coordinate-encoding"
+            if config.location_encoding == "coordinate"
+            else "--region-vector RV.json (make one with glaviz optimise-bias)"
+        )
+        raise ConfigError(
+            f"{path.name} needs a location input of size {config.location_size} "
+            f"({config.location_encoding} encoding); pass {hint}"
+        )
+    if not config.uses_location and location != "none":
+        option = "--region-vector" if location == "region" else "--coordinate-encoding"
+        raise ConfigError(f"{path.name} has no location input; drop {option}")
+    if location == "coordinate" and config.location_size != 4:
+        raise ConfigError(
+            f"--coordinate-encoding gives 4 values, but {path.name} has a location input of "
+            f"size {config.location_size}; pass --region-vector instead"
+        )

@@ -1,0 +1,41 @@
+"""Import TensorFlow once, without its C++ start-up chatter on the user's terminal.
+
+TensorFlow's native logging (absl) prints oneDNN notices and CUDA probing errors straight to file
+descriptor 2 before ``TF_CPP_MIN_LOG_LEVEL`` takes effect, so a plain ``glaviz deploy`` would start
+with lines that look like failures. Unless ``--debug`` is given, the import and the first device
+query run with descriptor 2 pointed at /dev/null.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+
+@contextlib.contextmanager
+def _silenced_fd2() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow(*, quiet: bool = True) -> Any:
+    """Import TensorFlow (and probe devices) quietly; return the module."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _silenced_fd2() if quiet else contextlib.nullcontext():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
+    return tf
