@@ -87,6 +87,7 @@ def load_region_vector(path: Path) -> tuple[np.ndarray, list[str] | None]:
 
 def _coordinate_encoder(dataset: Any) -> Callable[[float, float], np.ndarray]:
     """sin/cos of latitude and longitude, in radians, at a scene (row, col) pixel centre."""
+    from rasterio.transform import xy
     from rasterio.warp import transform as warp
 
     if dataset.crs is None:
@@ -97,7 +98,7 @@ def _coordinate_encoder(dataset: Any) -> Callable[[float, float], np.ndarray]:
     affine = dataset.transform
 
     def encode(row: float, col: float) -> np.ndarray:
-        x, y = affine * (col + 0.5, row + 0.5)
+        x, y = xy(affine, row, col, offset="center")
         lon, lat = warp(dataset.crs, "EPSG:4326", [x], [y])
         lat_r, lon_r = math.radians(lat[0]), math.radians(lon[0])
         return np.array(

@@ -1,0 +1,368 @@
+"""glaviz deploy: published results, streaming equals in-memory, outputs, options, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from glaviz.cli.app import main
+from glaviz.engine.blend import blend_in_memory
+from glaviz.engine.deploy import best_batch_size, deploy
+from glaviz.engine.tiling import extract_window, tile_grid
+from glaviz.errors import ConfigError, InputError, OutputExistsError, WeightsError
+from glaviz.groups import GROUP_STACK_BANDS
+from glaviz.model.bundle import BundleMetadata, save_bundle
+from glaviz.model.glavitu import GlaViTUConfig, build_glavitu
+from glaviz.pipeline import NormalisationStats, normalise_group
+
+PATCH = 32
+
+
+def write_stack(
+    path: Path,
+    *,
+    height: int = 70,
+    width: int = 90,
+    groups: tuple[str, ...] = ("optical", "dem"),
+    crs: str | None = "EPSG:32632",
+    seed: int = 0,
+) -> Path:
+    """A small synthetic feature stack in physical units with a few NaN optical pixels."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    ice = (np.sin(yy / 9.0) + np.cos(xx / 7.0)) > 0.3
+    bands, names = [], []
+    for group in groups:
+        for name in GROUP_STACK_BANDS[group]:
+            if group == "optical":
+                base = np.where(ice, 0.7, 0.15) + rng.normal(0, 0.02, ice.shape)
+            elif name == "elevation":
+                base = 3000 + 5 * yy + rng.normal(0, 1, ice.shape)
+            elif name == "slope":
+                base = 10 + 20 * ~ice + rng.normal(0, 1, ice.shape)
+            else:
+                base = rng.random(ice.shape) * 0.5
+            bands.append(base.astype(np.float32))
+            names.append(name)
+    data = np.stack(bands)
+    if "optical" in groups:
+        data[:6, 5, 7] = np.nan
+        data[:6, height - 1, :4] = np.nan
+    profile = {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": len(bands),
+        "dtype": "float32",
+        "crs": crs,
+        "transform": from_origin(500000, 5200000, 10, 10),
+    }
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data)
+        for i, name in enumerate(names, start=1):
+            ds.set_band_description(i, name)
+    return path
+
+
+def tiny_bundle(path: Path, *, location: str = "none", seed: int = 1, **extra) -> Path:
+    config = GlaViTUConfig.create(
+        features=["optical", "dem"], preset="tiny", patch_size=PATCH, location_encoding=location
+    )
+    train, _ = build_glavitu(config)
+    rng = np.random.default_rng(seed)
+    weights = []
+    for w in train.weights:
+        value = rng.normal(0, 0.2, w.shape)
+        if "moving_variance" in w.path:
+            value = np.abs(value) + 1.0
+        weights.append(value.astype(np.float32))
+    train.set_weights(weights)
+    meta = BundleMetadata(
+        architecture=config, normalization=NormalisationStats.published().to_dict(), **extra
+    )
+    return save_bundle(path, train, meta)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("deploy")
+
+
+@pytest.fixture(scope="module")
+def stack(workdir: Path) -> Path:
+    return write_stack(workdir / "stack.tif")
+
+
+@pytest.fixture(scope="module")
+def bundle(workdir: Path) -> Path:
+    return tiny_bundle(workdir / "tiny.glaviz")
+
+
+def read(path: Path, band: int | None = None) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(band) if band else ds.read()
+
+
+# --- published results ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference_stack(reference_dir: Path, tmp_path_factory) -> Path:
+    from glaviz.features.stack import compile_stack
+
+    scene = reference_dir / "scene"
+    out = tmp_path_factory.mktemp("ref") / "stack.tif"
+    compile_stack(
+        output=out,
+        optical=scene / "optical.tif",
+        elevation=scene / "elevation.tif",
+        slope=scene / "slope.tif",
+    )
+    return out
+
+
+def _valid(reference_dir: Path) -> np.ndarray:
+    return np.all(np.isfinite(read(reference_dir / "scene" / "optical.tif")), axis=0)
+
+
+def test_reproduces_published_deploy(reference_dir, reference_stack, tmp_path) -> None:
+    weights = reference_dir / "weights" / "glavitu_global_weights.h5"
+    out = tmp_path / "plain"
+    deploy(stack=reference_stack, weights=str(weights), outdir=out, probabilities=True)
+    expected = reference_dir / "expected"
+    probs = np.moveaxis(read(out / "probabilities.tif"), 0, -1)
+    diff = np.abs(probs - np.load(expected / "probs_global.npy"))
+    assert diff.max() <= 2e-3 and diff.mean() <= 2e-5
+    conf = read(out / "confidence.tif", 1)
+    assert np.abs(conf - read(expected / "deploy_plain" / "confidence.tif", 1)).max() <= 5e-3
+    valid = _valid(reference_dir)
+    ours, theirs = (
+        read(out / "outlines.tif", 1),
+        read(expected / "deploy_plain" / "outlines.tif", 1),
+    )
+    assert (ours[valid] == theirs[valid]).mean() >= 0.9999
+    assert np.all(ours[~valid] == 255)
+    run = json.loads((out / "run.json").read_text())
+    assert run["windows"] == 9 and run["settings"]["features"] == ["optical", "dem"]
+
+
+def test_reproduces_published_smoothed_calibrated(reference_dir, reference_stack, tmp_path) -> None:
+    weights = reference_dir / "weights" / "glavitu_global_weights.h5"
+    calibration = reference_dir / "calibration" / "glavitu_global_softmax.json"
+    out = tmp_path / "smooth"
+    deploy(
+        stack=reference_stack,
+        weights=str(weights),
+        outdir=out,
+        smoothing=3,
+        calibration=str(calibration),
+        vector=False,
+    )
+    expected = reference_dir / "expected" / "deploy_smooth3_calibrated"
+    valid = _valid(reference_dir)
+    ours, theirs = read(out / "outlines.tif", 1), read(expected / "outlines.tif", 1)
+    assert (ours[valid] == theirs[valid]).mean() >= 0.9999
+    diff = np.abs(read(out / "confidence.tif", 1) - read(expected / "confidence.tif", 1))
+    # The calibration curve is steep near confidence 0 (slope up to ~170), which magnifies the
+    # float32 differences between TensorFlow versions on a handful of pixels with p ≈ 0.5.
+    assert np.mean(diff <= 5e-3) >= 0.9999
+    assert diff.max() <= 1e-2 and diff.mean() <= 1e-4
+    assert not (out / "outlines.gpkg").exists()
+
+
+# --- the engine on a tiny model ------------------------------------------------------------
+
+
+def test_streaming_equals_in_memory_reference(stack, bundle, tmp_path) -> None:
+    from glaviz.model.bundle import load_bundle
+
+    out = tmp_path / "out"
+    result = deploy(stack=stack, weights=str(bundle), outdir=out, probabilities=True, batch_size=3)
+    model = load_bundle(bundle).inference_model
+    stats = NormalisationStats.published()
+    with rasterio.open(stack) as ds:
+        raw = np.moveaxis(ds.read(), 0, -1)
+    scene = {"optical": normalise_group("optical", raw[..., :6], stats)}
+    scene["dem"] = normalise_group("dem", raw[..., 6:8], stats)
+    grid = tile_grid(70, 90, PATCH)
+
+    def window(r: int, c: int) -> np.ndarray:
+        inputs = {g: extract_window(a, grid, r, c)[None] for g, a in scene.items()}
+        return np.asarray(model(inputs))[0]
+
+    expected = blend_in_memory(grid, window, dtype=np.float64)
+    probs = np.moveaxis(read(out / "probabilities.tif"), 0, -1)
+    np.testing.assert_allclose(probs, expected, atol=2e-5)
+    outlines = read(out / "outlines.tif", 1)
+    valid = np.all(np.isfinite(raw[..., :6]), axis=-1)
+    np.testing.assert_array_equal(outlines[valid], np.argmax(expected, -1)[valid])
+    assert np.all(outlines[~valid] == 255)
+    assert result.windows == grid.n_windows
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confidence.tif",
+        "outlines.gpkg",
+        "outlines.tif",
+        "probabilities.tif",
+        "run.json",
+    ]
+
+
+def test_outputs_are_georeferenced_tiled_and_described(stack, bundle, tmp_path) -> None:
+    import geopandas as gpd
+
+    out = tmp_path / "out"
+    deploy(stack=stack, weights=str(bundle), outdir=out)
+    with rasterio.open(stack) as src, rasterio.open(out / "outlines.tif") as dst:
+        assert dst.crs == src.crs and dst.transform == src.transform
+        assert dst.dtypes[0] == "uint8" and dst.nodata == 255
+        assert dst.colormap(1)[1][:3] == (0, 170, 255)
+        assert dst.profile["tiled"] and dst.compression is not None
+    with rasterio.open(out / "confidence.tif") as conf:
+        values = conf.read(1)
+        assert conf.dtypes[0] == "float32"
+        assert np.all((values >= 0) & (values <= 1))
+    polygons = gpd.read_file(out / "outlines.gpkg")
+    assert polygons.crs == "EPSG:32632"
+    glacier_px = int(np.count_nonzero(read(out / "outlines.tif", 1) == 1))
+    assert polygons["area_km2"].sum() == pytest.approx(glacier_px * 100 / 1e6)
+    run = json.loads((out / "run.json").read_text())
+    for key in ("glaviz", "versions", "settings", "timings", "windows"):
+        assert key in run
+    assert run["settings"]["stack"] == str(stack.resolve())
+    assert run["timings"]["model_s"] > 0
+
+
+def test_tta_mc_and_precision(stack, bundle, tmp_path) -> None:
+    plain = tmp_path / "plain"
+    deploy(stack=stack, weights=str(bundle), outdir=plain, probabilities=True, vector=False)
+    base = read(plain / "probabilities.tif")
+    tta = tmp_path / "tta"
+    deploy(
+        stack=stack,
+        weights=str(bundle),
+        outdir=tta,
+        tta=True,
+        batch_size=1,
+        probabilities=True,
+        vector=False,
+    )
+    augmented = read(tta / "probabilities.tif")
+    assert not np.allclose(augmented, base)
+    np.testing.assert_allclose(augmented.sum(0), 1.0, atol=1e-5)
+    mc = tmp_path / "mc"
+    deploy(stack=stack, weights=str(bundle), outdir=mc, mc=3, probabilities=True, vector=False)
+    assert not np.allclose(read(mc / "probabilities.tif"), base)
+    bf16 = tmp_path / "bf16"
+    deploy(stack=stack, weights=str(bundle), outdir=bf16, precision="bfloat16", vector=False)
+    a, b = read(plain / "outlines.tif", 1), read(bf16 / "outlines.tif", 1)
+    assert (a == b).mean() > 0.95
+    with pytest.raises(ConfigError, match="float16 needs a GPU"):
+        deploy(stack=stack, weights=str(bundle), outdir=tmp_path / "f16", precision="float16")
+
+
+def test_calibration_from_bundle_name_and_none(stack, tmp_path) -> None:
+    iso = {"method": "isotonic", "x": [0.0, 1.0], "y": [0.2, 0.3]}
+    weights = tiny_bundle(tmp_path / "cal.glaviz", calibration=iso)
+    deploy(stack=stack, weights=str(weights), outdir=tmp_path / "a", vector=False)
+    conf = read(tmp_path / "a" / "confidence.tif", 1)
+    assert conf.min() >= 0.2 and conf.max() <= 0.3
+    deploy(
+        stack=stack, weights=str(weights), outdir=tmp_path / "b", vector=False, calibration="none"
+    )
+    assert read(tmp_path / "b" / "confidence.tif", 1).max() > 0.3
+
+
+def test_region_and_coordinate_encoding(tmp_path) -> None:
+    stack = write_stack(tmp_path / "stack.tif", height=40, width=40)
+    region = tiny_bundle(tmp_path / "region.glaviz", location="region")
+    rv = tmp_path / "rv.json"
+    rv.write_text(json.dumps({"region_vector": [1 / 12] * 12, "regions": ["x"] * 12}))
+    deploy(stack=stack, weights=str(region), outdir=tmp_path / "r", region_vector=rv)
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps([0.5, 0.5]))
+    with pytest.raises(ConfigError, match=r"has 2 values.*has 12"):
+        deploy(stack=stack, weights=str(region), outdir=tmp_path / "r2", region_vector=short)
+    with pytest.raises(ConfigError, match="needs a location input of size 12"):
+        deploy(stack=stack, weights=str(region), outdir=tmp_path / "r3")
+    coords = tiny_bundle(tmp_path / "coords.glaviz", location="coordinate")
+    deploy(stack=stack, weights=str(coords), outdir=tmp_path / "c", coordinate_encoding=True)
+    no_crs = write_stack(tmp_path / "nocrs.tif", height=40, width=40, crs=None)
+    with pytest.raises(InputError, match="no CRS"):
+        deploy(stack=no_crs, weights=str(coords), outdir=tmp_path / "c2", coordinate_encoding=True)
+
+
+def test_bad_inputs(stack, bundle, tmp_path) -> None:
+    optical_only = write_stack(tmp_path / "optical.tif", groups=("optical",))
+    with pytest.raises(InputError, match="the model needs optical, dem"):
+        deploy(stack=optical_only, weights=str(bundle), outdir=tmp_path / "a")
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(WeightsError):
+        deploy(stack=stack, weights=str(corrupt), outdir=tmp_path / "b")
+    deploy(stack=stack, weights=str(bundle), outdir=tmp_path / "c", vector=False)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        deploy(stack=stack, weights=str(bundle), outdir=tmp_path / "c")
+    not_a_stack = tmp_path / "nope.tif"
+    not_a_stack.write_text("nope")
+    with pytest.raises(InputError, match="cannot open stack"):
+        deploy(stack=not_a_stack, weights=str(bundle), outdir=tmp_path / "d")
+
+
+def test_stack_smaller_than_one_window_is_padded(bundle, tmp_path) -> None:
+    small = write_stack(tmp_path / "small.tif", height=9, width=13)
+    result = deploy(stack=small, weights=str(bundle), outdir=tmp_path / "out")
+    assert result.windows == 1
+    assert read(tmp_path / "out" / "outlines.tif", 1).shape == (9, 13)
+
+
+def test_failed_run_leaves_nothing_finished(stack, bundle, tmp_path, monkeypatch) -> None:
+    from glaviz.engine import predictor
+
+    calls = {"n": 0}
+    original = predictor.Predictor.predict
+
+    def flaky(self, inputs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, inputs)
+
+    monkeypatch.setattr(predictor.Predictor, "predict", flaky)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        deploy(stack=stack, weights=str(bundle), outdir=out, batch_size=2)
+    assert list(out.iterdir()) == []
+
+
+def test_overwrite_replaces_and_drops_stale_outputs(stack, bundle, tmp_path) -> None:
+    out = tmp_path / "out"
+    deploy(stack=stack, weights=str(bundle), outdir=out, probabilities=True)
+    deploy(stack=stack, weights=str(bundle), outdir=out, vector=False, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["confidence.tif", "outlines.tif", "run.json"]
+
+
+def test_best_batch_size() -> None:
+    assert best_batch_size(9, 4) == 3
+    assert best_batch_size(49, 4) == 1
+    assert best_batch_size(225, 4) == 3
+    assert best_batch_size(64, 8) == 8
+    with pytest.raises(ConfigError):
+        best_batch_size(4, 0)
+
+
+def test_cli_deploy(stack, bundle, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    args = ["deploy", str(stack), "--weights", str(bundle), "-o", str(out), "--no-vector"]
+    assert main(args) == 0
+    assert "windows" in capsys.readouterr().out
+    assert main(args) == 2
+    assert "Error: " in capsys.readouterr().err
+    assert main(["-q", *args, "--overwrite"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main([*args, "--overwrite", "--features", "optical,lidar"]) == 2
+    assert main([*args, "--overwrite", "--weights", "no-such-model"]) == 2
