@@ -1,0 +1,54 @@
+"""``glaviz features``: compile input rasters into one feature stack on the optical grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glaviz.cli.app import app
+from glaviz.cli.state import console, state
+
+
+@app.command("features")
+def features(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Stack GeoTIFF to write.")],
+    optical: Annotated[Path, typer.Option(help="Optical raster: 6 TOA reflectance bands.")],
+    elevation: Annotated[Path, typer.Option(help="DEM, 1 band, metres.")],
+    slope: Annotated[
+        Path | None, typer.Option(help="Slope in degrees; computed from the DEM if absent.")
+    ] = None,
+    co_pol_sar: Annotated[Path | None, typer.Option(help="Co-pol sigma0, 2 bands, linear.")] = None,
+    cross_pol_sar: Annotated[
+        Path | None, typer.Option(help="Cross-pol sigma0, 2 bands, linear.")
+    ] = None,
+    in_sar: Annotated[Path | None, typer.Option(help="InSAR coherence, 2 bands.")] = None,
+    thermal: Annotated[Path | None, typer.Option(help="Thermal band, 1 band, K.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Compile a float32 feature stack on the optical grid, warping and checking every input.
+
+    Example: glaviz features -o stack.tif --optical s2.tif --elevation dem.tif
+    """
+    from glaviz.features import compile_stack
+
+    result = compile_stack(
+        output=output,
+        optical=optical,
+        elevation=elevation,
+        slope=slope,
+        co_pol_sar=co_pol_sar,
+        cross_pol_sar=cross_pol_sar,
+        in_sar=in_sar,
+        thermal=thermal,
+        overwrite=overwrite,
+        progress=state.show_progress,
+    )
+    if not state.quiet:
+        console.print(
+            f"Wrote {result.path}: {result.width} × {result.height} px, {len(result.bands)} bands "
+            f"({', '.join(result.groups)}), {result.crs}, {result.seconds:.1f} s",
+            markup=False,
+            highlight=False,
+        )

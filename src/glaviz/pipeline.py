@@ -1,0 +1,283 @@
+"""The model's input pipeline: from a physical-unit feature stack to normalised model inputs.
+
+Deploy, optimise-bias and every other command that feeds a stack to GlaViTU go through here, so
+the published preprocessing lives in one place:
+
+* optical: NaN → 0, then ``(x - min) / (max - min)``;
+* SAR backscatter (``co_pol_sar``, ``cross_pol_sar``): ``log10(sigma0 + 1e-6)`` first;
+* every other group: ``(x - min) / (max - min)`` only. The published ``compile_features.py``
+  replaces NaN in the optical bands alone, so NaN elsewhere (a DEM hole, SAR layover) stays NaN
+  here too; callers decide what an invalid pixel means (deploy masks with :func:`valid_mask`).
+
+The statistics are the published benchmark min/max, shipped inside the package
+(``glaviz/data/normalization.json``); model bundles carry their own and load them with
+:meth:`NormalisationStats.from_dict`. Numpy only: nothing here imports TensorFlow or rasterio at
+module level.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glaviz.errors import ConfigError, InputError
+from glaviz.groups import GROUP_BANDS, GROUP_STACK_BANDS
+
+#: Groups whose stack values are linear backscatter and are log-scaled before normalising.
+SAR_GROUPS: frozenset[str] = frozenset({"co_pol_sar", "cross_pol_sar"})
+#: Added before ``log10`` so that zero backscatter maps to -6, the statistics' minimum.
+SAR_EPSILON = 1e-6
+
+#: The ``glaviz features`` option that provides each group, for "rebuild the stack" hints.
+GROUP_OPTIONS: dict[str, str] = {
+    "optical": "--optical",
+    "dem": "--elevation",
+    "co_pol_sar": "--co-pol-sar",
+    "cross_pol_sar": "--cross-pol-sar",
+    "in_sar": "--in-sar",
+    "thermal": "--thermal",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class NormalisationStats:
+    """Per-group ``min`` / ``max`` arrays in the units the model sees before scaling.
+
+    Keys are model groups (``dem`` holds elevation then slope). Values are read-only float64
+    arrays with one entry per band. SAR statistics are in ``log10`` units, as published.
+    """
+
+    min: Mapping[str, np.ndarray]
+    max: Mapping[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        mins, maxs = {}, {}
+        for group in self.min:
+            if group not in self.max:
+                raise ConfigError(f"normalisation statistics have a min but no max for {group}")
+        for group in self.max:
+            if group not in self.min:
+                raise ConfigError(f"normalisation statistics have a max but no min for {group}")
+            lo = np.array(self.min[group], dtype=np.float64).reshape(-1)
+            hi = np.array(self.max[group], dtype=np.float64).reshape(-1)
+            expected = GROUP_BANDS.get(group)
+            if expected is None:
+                raise ConfigError(
+                    f"normalisation statistics name unknown group {group}; "
+                    f"known groups are {', '.join(GROUP_BANDS)}"
+                )
+            if lo.shape != (expected,) or hi.shape != (expected,):
+                raise ConfigError(
+                    f"normalisation statistics for {group} have {lo.size} min and {hi.size} max "
+                    f"values; the group has {expected} bands"
+                )
+            if not np.all(hi > lo):
+                raise ConfigError(f"normalisation statistics for {group} need max > min everywhere")
+            lo.flags.writeable = False
+            hi.flags.writeable = False
+            mins[group], maxs[group] = lo, hi
+        # Frozen dataclass: normalise the stored mappings once, in canonical group order.
+        object.__setattr__(self, "min", {g: mins[g] for g in GROUP_BANDS if g in mins})
+        object.__setattr__(self, "max", {g: maxs[g] for g in GROUP_BANDS if g in maxs})
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The groups these statistics cover, in canonical order."""
+        return tuple(self.min)
+
+    def bounds(self, group: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(min, max)`` of ``group``; a :class:`ConfigError` says which groups exist."""
+        if group not in self.min:
+            raise ConfigError(
+                f"no normalisation statistics for feature group {group}; "
+                f"these statistics cover {', '.join(self.groups)}"
+            )
+        return self.min[group], self.max[group]
+
+    def to_dict(self) -> dict[str, dict[str, list[float]]]:
+        """``{group: {"min": [...], "max": [...]}}``, the form model bundles store."""
+        return {g: {"min": self.min[g].tolist(), "max": self.max[g].tolist()} for g in self.groups}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NormalisationStats:
+        """Build from a bundle's ``{group: {"min", "max"}}`` or the published JSON layout.
+
+        The published layout is ``{"min": {name: [...]}, "max": {name: [...]}}`` with separate
+        ``elevation`` and ``slope`` entries, which are joined into the model's ``dem`` group.
+        """
+        if "min" in data and "max" in data and isinstance(data["min"], Mapping):
+            mins, maxs = _join_dem(data["min"]), _join_dem(data["max"])
+        else:
+            mins, maxs = {}, {}
+            for group, entry in data.items():
+                if not isinstance(entry, Mapping) or "min" not in entry or "max" not in entry:
+                    raise ConfigError(
+                        f"normalisation statistics for {group} must be "
+                        '{"min": [...], "max": [...]}'
+                    )
+                mins[group], maxs[group] = entry["min"], entry["max"]
+        return cls(min=mins, max=maxs)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> NormalisationStats:
+        """Read statistics from a JSON file in either layout of :meth:`from_dict`."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read normalisation statistics {path}: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def published(cls) -> NormalisationStats:
+        """The published benchmark statistics shipped with glaviz."""
+        return _published()
+
+
+def _join_dem(values: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for name, v in values.items():
+        if name in ("elevation", "slope"):
+            continue
+        out[name] = list(v)
+    if "elevation" in values and "slope" in values:
+        out["dem"] = [*values["elevation"], *values["slope"]]
+    return out
+
+
+@lru_cache(maxsize=1)
+def _published() -> NormalisationStats:
+    text = resources.files("glaviz").joinpath("data/normalization.json").read_text()
+    return NormalisationStats.from_dict(json.loads(text))
+
+
+def normalise_group(
+    group: str, x: np.ndarray, stats: NormalisationStats | None = None
+) -> np.ndarray:
+    """Normalise one group's ``(..., H, W, C)`` physical values to model inputs (float32).
+
+    Follows the published preprocessing bit for bit (computed in float64, then rounded to
+    float32): optical NaN → 0; SAR ``log10(sigma0 + 1e-6)``; ``(x - min) / (max - min)``.
+    NaN in non-optical groups is kept, as in the published code.
+    """
+    stats = NormalisationStats.published() if stats is None else stats
+    lo, hi = stats.bounds(group)
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim < 1 or arr.shape[-1] != lo.size:
+        raise InputError(
+            f"{group} input has shape {arr.shape}; expected channels last with {lo.size} bands"
+        )
+    if group == "optical":
+        arr = np.where(np.isnan(arr), 0.0, arr)
+    elif group in SAR_GROUPS:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            arr = np.log10(arr + SAR_EPSILON)
+    return ((arr - lo) / (hi - lo)).astype(np.float32)
+
+
+def normalise(
+    features: Mapping[str, np.ndarray], stats: NormalisationStats | None = None
+) -> dict[str, np.ndarray]:
+    """:func:`normalise_group` for every group in ``features`` (order kept)."""
+    return {g: normalise_group(g, x, stats) for g, x in features.items()}
+
+
+def valid_mask(optical: np.ndarray) -> np.ndarray:
+    """True where every optical band is finite: the pixels the model's output is defined on.
+
+    ``optical`` is ``(..., H, W, C)`` in physical units (before :func:`normalise_group`, which
+    turns NaN into 0 and so hides invalid pixels). Deploy writes nodata where this is False.
+    """
+    return np.all(np.isfinite(np.asarray(optical)), axis=-1)
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    """Which stack bands feed which model group, read from the stack's band descriptions.
+
+    ``bands`` maps each group present in the stack to its 1-based band indexes, in the order
+    the model expects. A group counts as present only when all of its bands are.
+    """
+
+    name: str
+    descriptions: tuple[str | None, ...]
+    bands: Mapping[str, tuple[int, ...]]
+
+    @classmethod
+    def from_descriptions(
+        cls, descriptions: Iterable[str | None], *, name: str = "the stack"
+    ) -> StackLayout:
+        """Layout from a sequence of band descriptions (``None`` for an unnamed band)."""
+        descriptions = tuple(descriptions)
+        index = {d: i for i, d in enumerate(descriptions, start=1) if d}
+        bands = {
+            group: tuple(index[b] for b in names)
+            for group, names in GROUP_STACK_BANDS.items()
+            if all(b in index for b in names)
+        }
+        return cls(name=name, descriptions=descriptions, bands=bands)
+
+    @classmethod
+    def read(cls, source: Any) -> StackLayout:
+        """Layout of an open rasterio dataset, or of the GeoTIFF at a path."""
+        if isinstance(source, str | Path):
+            import rasterio
+            from rasterio.errors import RasterioIOError
+
+            try:
+                with rasterio.open(source) as ds:
+                    return cls.from_descriptions(ds.descriptions, name=Path(source).name)
+            except RasterioIOError as exc:
+                raise InputError(f"cannot read stack {source}: {exc}") from None
+        name = Path(getattr(source, "name", "the stack")).name
+        return cls.from_descriptions(source.descriptions, name=name)
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Groups present in the stack, in canonical order."""
+        return tuple(self.bands)
+
+    def indexes(self, group: str) -> tuple[int, ...]:
+        """1-based band indexes of ``group``; see :meth:`require` for the error."""
+        self.require([group])
+        return self.bands[group]
+
+    def require(self, groups: Iterable[str]) -> None:
+        """Raise :class:`InputError` unless every group in ``groups`` is in the stack."""
+        groups = tuple(groups)
+        missing = [g for g in groups if g not in self.bands]
+        if not missing:
+            return
+        has = ", ".join(self.groups) if self.groups else "no glaviz feature bands"
+        options = " ".join(f"{GROUP_OPTIONS.get(g, g)} …" for g in missing)
+        raise InputError(
+            f"{self.name} has {has}; the model needs {', '.join(groups)}; "
+            f"rebuild the stack with glaviz features {options}"
+        )
+
+    def read_groups(
+        self, dataset: Any, groups: Iterable[str], window: Any = None
+    ) -> dict[str, np.ndarray]:
+        """Read ``groups`` from an open rasterio ``dataset`` as ``(H, W, C)`` float32 arrays.
+
+        One read for all bands; nodata and masks become NaN (masked read), as the stack
+        convention is NaN for invalid values.
+        """
+        groups = tuple(groups)
+        self.require(groups)
+        indexes = [i for g in groups for i in self.bands[g]]
+        data = dataset.read(indexes, window=window, masked=True)
+        data = np.ma.filled(data.astype(np.float32), np.nan)
+        out: dict[str, np.ndarray] = {}
+        start = 0
+        for g in groups:
+            k = len(self.bands[g])
+            out[g] = np.moveaxis(data[start : start + k], 0, -1)
+            start += k
+        return out
