@@ -1,0 +1,81 @@
+"""Test helpers shared by several test modules: tiny seeded stacks and tiny model bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+from glaviz.groups import GROUP_STACK_BANDS
+from glaviz.model.bundle import BundleMetadata, save_bundle
+from glaviz.model.glavitu import GlaViTUConfig, build_glavitu
+from glaviz.pipeline import NormalisationStats
+
+PATCH = 32
+
+
+def write_stack(
+    path: Path,
+    *,
+    height: int = 70,
+    width: int = 90,
+    groups: tuple[str, ...] = ("optical", "dem"),
+    crs: str | None = "EPSG:32632",
+    seed: int = 0,
+) -> Path:
+    """A small synthetic feature stack in physical units with a few NaN optical pixels."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    ice = (np.sin(yy / 9.0) + np.cos(xx / 7.0)) > 0.3
+    bands, names = [], []
+    for group in groups:
+        for name in GROUP_STACK_BANDS[group]:
+            if group == "optical":
+                base = np.where(ice, 0.7, 0.15) + rng.normal(0, 0.02, ice.shape)
+            elif name == "elevation":
+                base = 3000 + 5 * yy + rng.normal(0, 1, ice.shape)
+            elif name == "slope":
+                base = 10 + 20 * ~ice + rng.normal(0, 1, ice.shape)
+            else:
+                base = rng.random(ice.shape) * 0.5
+            bands.append(base.astype(np.float32))
+            names.append(name)
+    data = np.stack(bands)
+    if "optical" in groups:
+        data[:6, 5, 7] = np.nan
+        data[:6, height - 1, :4] = np.nan
+    profile = {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": len(bands),
+        "dtype": "float32",
+        "crs": crs,
+        "transform": from_origin(500000, 5200000, 10, 10),
+    }
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data)
+        for i, name in enumerate(names, start=1):
+            ds.set_band_description(i, name)
+    return path
+
+
+def tiny_bundle(path: Path, *, location: str = "none", seed: int = 1, **extra) -> Path:
+    config = GlaViTUConfig.create(
+        features=["optical", "dem"], preset="tiny", patch_size=PATCH, location_encoding=location
+    )
+    train, _ = build_glavitu(config)
+    rng = np.random.default_rng(seed)
+    weights = []
+    for w in train.weights:
+        value = rng.normal(0, 0.2, w.shape)
+        if "moving_variance" in w.path:
+            value = np.abs(value) + 1.0
+        weights.append(value.astype(np.float32))
+    train.set_weights(weights)
+    meta = BundleMetadata(
+        architecture=config, normalization=NormalisationStats.published().to_dict(), **extra
+    )
+    return save_bundle(path, train, meta)
