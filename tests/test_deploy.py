@@ -243,6 +243,19 @@ def test_bad_inputs(stack, bundle, tmp_path) -> None:
         deploy(stack=not_a_stack, weights=str(bundle), outdir=tmp_path / "d")
 
 
+def test_nan_in_other_groups_is_masked_not_spread(bundle, tmp_path) -> None:
+    stack = write_stack(tmp_path / "hole.tif")
+    with rasterio.open(stack, "r+") as ds:
+        dem = ds.read(7)
+        dem[30:33, 40:45] = np.nan
+        ds.write(dem, 7)
+    deploy(stack=stack, weights=str(bundle), outdir=tmp_path / "out", vector=False)
+    outlines = read(tmp_path / "out" / "outlines.tif", 1)
+    assert np.all(outlines[30:33, 40:45] == 255)
+    assert np.count_nonzero(outlines == 255) == 15 + 5  # the DEM hole and the optical NaNs
+    assert np.all(np.isfinite(read(tmp_path / "out" / "confidence.tif", 1)))
+
+
 def test_stack_smaller_than_one_window_is_padded(bundle, tmp_path) -> None:
     small = write_stack(tmp_path / "small.tif", height=9, width=13)
     result = deploy(stack=small, weights=str(bundle), outdir=tmp_path / "out")

@@ -129,13 +129,17 @@ def _read_rows(
         rows, cols = plan.scene_rows, plan.scene_cols
         window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
         raw = layout.read_groups(dataset, read_groups, window=window)
-        valid = valid_mask(raw["optical"])
+        # Published: only invalid optical pixels are marked (and zeroed). A NaN in another group
+        # (a DEM hole, a SAR gap) would turn whole windows into NaN through the fusion block's
+        # global pooling, so those pixels are marked invalid too and zeroed after normalising.
+        valid = np.logical_and.reduce([valid_mask(raw[g]) for g in read_groups])
         new_from = max(seen_rows - rows.start, 0)
         valid_start, valid = rows.start + new_from, valid[new_from:]
         seen_rows = max(seen_rows, rows.stop)
         inputs: dict[str, list[np.ndarray]] = {}
         for group in groups:
             data = normalise_group(group, raw[group], model.stats)
+            np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             strip = np.zeros((grid.patch, grid.padded_width, data.shape[-1]), np.float32)
             strip[plan.window_rows, plan.window_cols] = data
             inputs[group] = [strip[:, c : c + grid.patch] for c in grid.col_origins]
