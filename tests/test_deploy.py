@@ -11,7 +11,8 @@ import rasterio
 
 from glaviz.cli.app import main
 from glaviz.engine.blend import blend_in_memory
-from glaviz.engine.deploy import best_batch_size, deploy
+from glaviz.engine.core import best_batch_size
+from glaviz.engine.deploy import deploy
 from glaviz.engine.tiling import extract_window, tile_grid
 from glaviz.errors import ConfigError, InputError, OutputExistsError, WeightsError
 from glaviz.pipeline import NormalisationStats, normalise_group

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from glaviz import __version__
+from glaviz.engine.core import RowItem, best_batch_size, run_window_rows
 from glaviz.errors import ConfigError, GlavizError, InputError
 
 log = logging.getLogger(__name__)
-
-_DONE = object()
 
 
 @dataclass
@@ -42,27 +39,6 @@ class DeployResult:
     glacier_fraction: float
     timings: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _RowItem:
-    """One window row, normalised and ready for the model."""
-
-    k: int
-    inputs: dict[str, list[np.ndarray]]
-    valid_start: int
-    valid: np.ndarray  # new scene rows' optical validity, (n, width) bool
-
-
-def best_batch_size(n_windows: int, largest: int) -> int:
-    """The batch size up to ``largest`` that wastes the fewest padded windows (larger on ties).
-
-    Batches have one fixed shape (one compiled graph), so the last batch is zero-padded: 9
-    windows in batches of 4 would compute 12, in batches of 3 exactly 9.
-    """
-    if largest < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {largest}")
-    return min(range(largest, 0, -1), key=lambda b: -(-n_windows // b) * b)
 
 
 def load_region_vector(path: Path) -> tuple[np.ndarray, list[str] | None]:
@@ -114,7 +90,7 @@ def _read_rows(
     model: Any,
     grid: Any,
     location: Callable[[int, int], np.ndarray] | None,
-) -> Iterator[_RowItem]:
+) -> Iterator[RowItem]:
     """Yield every window row of ``grid``, normalised and zero-padded like the published scene."""
     from rasterio.windows import Window
 
@@ -145,87 +121,7 @@ def _read_rows(
             inputs[group] = [strip[:, c : c + grid.patch] for c in grid.col_origins]
         if location is not None:
             inputs["location"] = [location(row_origin, c) for c in grid.col_origins]
-        yield _RowItem(k, inputs, valid_start, valid)
-
-
-class _Prefetcher:
-    """Runs a generator in a thread, one item ahead, and re-raises its errors in the caller."""
-
-    def __init__(self, items: Iterator[Any], depth: int = 1) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(items,), daemon=True)
-        self._thread.start()
-
-    def _run(self, items: Iterator[Any]) -> None:
-        try:
-            for item in items:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-            self._queue.put(_DONE)
-        except BaseException as exc:  # handed to the consumer thread
-            self._queue.put(exc)
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            item = self._queue.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-class _CrossRowBatcher:
-    """Fills every model batch, across window rows, and hands back rows once complete.
-
-    A scene whose window rows hold fewer windows than a batch (or not a multiple of it) would
-    otherwise run padded batches on every row; here only the very last batch is padded.
-    """
-
-    def __init__(self, predictor: Any, per_row: int) -> None:
-        self.predictor = predictor
-        self.per_row = per_row
-        self._inputs: dict[str, list[np.ndarray]] = {}
-        self._rows: list[int] = []
-        self._done: list[np.ndarray] = []
-
-    def add(self, k: int, inputs: dict[str, list[np.ndarray]]) -> list[tuple[int, np.ndarray]]:
-        for name, windows in inputs.items():
-            self._inputs.setdefault(name, []).extend(windows)
-        self._rows.append(k)
-        size = self.predictor.batch_size
-        while len(next(iter(self._inputs.values()))) >= size:
-            self._run(size)
-        return self._complete_rows()
-
-    def flush(self) -> list[tuple[int, np.ndarray]]:
-        pending = len(next(iter(self._inputs.values()), []))
-        if pending:
-            self._run(pending)
-        return self._complete_rows()
-
-    def _run(self, n: int) -> None:
-        batch = {name: windows[:n] for name, windows in self._inputs.items()}
-        self._inputs = {name: windows[n:] for name, windows in self._inputs.items()}
-        self._done.extend(self.predictor.predict(batch))
-
-    def _complete_rows(self) -> list[tuple[int, np.ndarray]]:
-        ready = []
-        while self._rows and len(self._done) >= self.per_row:
-            ready.append((self._rows.pop(0), np.stack(self._done[: self.per_row])))
-            self._done = self._done[self.per_row :]
-        return ready
+        yield RowItem(k, inputs, extra=(valid_start, valid))
 
 
 class _ValidRows:
@@ -245,44 +141,6 @@ class _ValidRows:
         self._rows = [rest] if len(rest) else []
         self._start += n
         return taken
-
-
-class _Progress:
-    """A rich progress bar with windows/s on terminals; silent otherwise."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self._bar = None
-        if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("deploy"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} windows/s"),
-                TimeRemainingColumn(),
-                transient=True,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task("deploy", total=total, rate="–")
-        self._start = time.perf_counter()
-        self._done = 0
-
-    def advance(self, n: int) -> None:
-        self._done += n
-        if self._bar is not None:
-            rate = self._done / max(time.perf_counter() - self._start, 1e-9)
-            self._bar.update(self._task, advance=n, rate=f"{rate:.2f}")
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 def deploy(
@@ -389,7 +247,6 @@ def _deploy(
     import rasterio
 
     from glaviz.engine import postprocess
-    from glaviz.engine.blend import RowBlender
     from glaviz.engine.loading import load_for_inference
     from glaviz.engine.outputs import (
         OUTLINE_COLORS,
@@ -476,11 +333,10 @@ def _deploy(
         1, "calibrated confidence" if cal is not None else "confidence (1 - entropy)"
     )
 
-    blender = RowBlender(grid, n_classes, dtype=np.float64)
     smoother = postprocess.RowSmoother(smoothing, dataset.width)
     valid_rows = _ValidRows()
     counters = {"outline_row": 0, "glacier": 0, "valid": 0}
-    timings.update(model_s=0.0, wait_s=0.0, write_s=0.0)
+    timings["write_s"] = 0.0
 
     def write_outline_rows(rows: np.ndarray | None) -> None:
         if rows is None or not len(rows):
@@ -510,39 +366,21 @@ def _deploy(
         write_outline_rows(smoother.push(postprocess.outlines(probs)))
         timings["write_s"] += time.perf_counter() - t
 
-    bar = _Progress(grid.n_windows, progress)
-    batches = _CrossRowBatcher(predictor, len(grid.col_origins))
-    reader = _Prefetcher(_read_rows(dataset, layout, model, grid, location))
-    t_loop = time.perf_counter()
-
-    def blend_ready(rows: list[tuple[int, np.ndarray]]) -> None:
-        for k, probs in rows:
-            blender.add_row(k, probs)
-            write_blended(blender.pop_finished())
-            bar.advance(len(grid.col_origins))
-
     try:
-        t_wait = time.perf_counter()
-        for item in reader:
-            timings["wait_s"] += time.perf_counter() - t_wait
-            valid_rows.add(item.valid_start, item.valid)
-            t = time.perf_counter()
-            ready = batches.add(item.k, item.inputs)
-            timings["model_s"] += time.perf_counter() - t
-            blend_ready(ready)
-            t_wait = time.perf_counter()
-        t = time.perf_counter()
-        ready = batches.flush()
-        timings["model_s"] += time.perf_counter() - t
-        blend_ready(ready)
-        write_blended(blender.finish())
+        timings.update(
+            run_window_rows(
+                _read_rows(dataset, layout, model, grid, location),
+                grid=grid,
+                predictor=predictor,
+                on_item=lambda item: valid_rows.add(item.extra[0], item.extra[1]),
+                on_rows=write_blended,
+                progress=progress,
+            )
+        )
         write_outline_rows(smoother.finish())
     finally:
-        reader.close()
-        bar.close()
         for w in writers.values():
             w.close()
-    timings["loop_s"] = time.perf_counter() - t_loop
     if counters["outline_row"] != dataset.height:
         raise GlavizError(
             f"internal: wrote {counters['outline_row']} of {dataset.height} outline rows"
