@@ -62,9 +62,15 @@ def write_stack(
     return path
 
 
-def tiny_bundle(path: Path, *, location: str = "none", seed: int = 1, **extra) -> Path:
+def tiny_bundle(
+    path: Path, *, location: str = "none", location_size: int = 0, seed: int = 1, **extra
+) -> Path:
     config = GlaViTUConfig.create(
-        features=["optical", "dem"], preset="tiny", patch_size=PATCH, location_encoding=location
+        features=["optical", "dem"],
+        preset="tiny",
+        patch_size=PATCH,
+        location_encoding=location,
+        location_size=location_size,
     )
     train, _ = build_glavitu(config)
     rng = np.random.default_rng(seed)

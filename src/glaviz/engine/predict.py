@@ -1,0 +1,227 @@
+"""``glaviz predict``: run a model over every tile of a benchmark split, as the published predict.
+
+Each tile is stored padded and already normalised. As in the published ``predict.py``, windows of
+the model's patch size slide with stride patch/2 over the stored tile (no further padding), their
+softmax outputs are blended with the Gaussian weights, and the stored padding is cropped before
+writing. The deploy engine's window loop does the work, tile by tile, reading one window row of
+the tile at a time from the HDF5 file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glaviz.engine.core import RowItem, run_window_rows
+from glaviz.errors import ConfigError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictResult:
+    """What ``predict`` wrote."""
+
+    path: Path
+    tiles: int
+    windows: int
+    timings: dict[str, float]
+
+
+def tile_window_grid(height: int, width: int, patch: int) -> Any:
+    """The published predict grid over a stored tile: no extra padding, stride patch/2.
+
+    When a side is not covered exactly by that stride (the published loop would leave its last
+    rows without any window) a final window flush with the edge is added. A tile smaller than
+    one window falls back to deploy's centred zero padding.
+    """
+    from glaviz.engine.tiling import TileGrid, tile_grid
+
+    if height < patch or width < patch:
+        return tile_grid(height, width, patch)
+    stride = patch // 2
+
+    def origins(size: int) -> tuple[int, ...]:
+        values = list(range(0, size - patch + 1, stride))
+        if values[-1] != size - patch:
+            values.append(size - patch)
+        return tuple(values)
+
+    return TileGrid(
+        height=height,
+        width=width,
+        patch=patch,
+        stride=stride,
+        padded_height=height,
+        padded_width=width,
+        pad_top=0,
+        pad_left=0,
+        row_origins=origins(height),
+        col_origins=origins(width),
+    )
+
+
+def _location_vector(model: Any, info: Any) -> np.ndarray | None:
+    """The location input for a tile: its region one-hot, or its centre's sin/cos (radians)."""
+    config = model.config
+    if not config.uses_location:
+        return None
+    if config.location_encoding == "coordinate":
+        centre = info.centre
+        if centre is None:
+            raise ConfigError(
+                f"tile {info.name} has no xmin/xmax/ymin/ymax attributes, which coordinate "
+                "encoding needs"
+            )
+        lat, lon = (math.radians(v) for v in centre)
+        return np.array([math.sin(lat), math.cos(lat), math.sin(lon), math.cos(lon)], np.float32)
+    names = list(model.region_names or [])
+    vector = np.zeros(config.location_size, np.float32)
+    index = names.index(info.region) if info.region in names else config.location_size - 1
+    vector[index] = 1.0  # regions the model never saw use the final "unknown" slot
+    return vector
+
+
+def _tile_rows(
+    data: Any, info: Any, groups: list[str], grid: Any, location: np.ndarray | None
+) -> Iterator[RowItem]:
+    from glaviz.engine.tiling import read_window_from_padded
+
+    for k, row_origin in enumerate(grid.row_origins):
+        plan = read_window_from_padded(grid, row_origin, 0, width=grid.padded_width)
+        rows, cols = plan.scene_rows, plan.scene_cols
+        window = (rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start)
+        arrays = data.read(info.name, groups, window=window)
+        inputs: dict[str, list[np.ndarray]] = {}
+        for group, values in arrays.items():
+            strip = np.zeros((grid.patch, grid.padded_width, values.shape[-1]), np.float32)
+            strip[plan.window_rows, plan.window_cols] = np.nan_to_num(values)
+            inputs[group] = [strip[:, c : c + grid.patch] for c in grid.col_origins]
+        if location is not None:
+            inputs["location"] = [location] * len(grid.col_origins)
+        yield RowItem(k, inputs)
+
+
+def predict(
+    *,
+    weights: str,
+    dataset: Path,
+    output: Path,
+    features: tuple[str, ...] | None = None,
+    regions: list[str] | None = None,
+    subregions: list[str] | None = None,
+    tta: bool = False,
+    mc: int = 0,
+    batch_size: int = 4,
+    precision: str = "float32",
+    overwrite: bool = False,
+    progress: bool = False,
+) -> PredictResult:
+    """Predict every (filtered) tile of ``dataset`` into the predictions layout of DESIGN.md."""
+    import h5py
+
+    from glaviz.datasets import BenchmarkDataset, crop_padding
+    from glaviz.engine.loading import load_for_inference
+    from glaviz.engine.predictor import Predictor
+
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise OutputExistsError(f"{output} exists; pass --overwrite to replace it")
+    model = load_for_inference(weights, features=features, mc_dropout=mc > 0, precision=precision)
+    config = model.config
+    groups = list(model.groups)
+    p = config.patch_size
+    shapes: dict[str, tuple[int, ...]] = {g: (p, p, n) for g, n in config.feature_groups.items()}
+    if config.uses_location:
+        shapes["location"] = (config.location_size,)
+    predictor = Predictor(model.model, input_shapes=shapes, batch_size=batch_size, tta=tta, mc=mc)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    timings = {"model_s": 0.0, "wait_s": 0.0, "loop_s": 0.0}
+    windows = 0
+    try:
+        with BenchmarkDataset(dataset) as data, h5py.File(tmp, "w") as out:
+            data.require_groups(groups, what=f"the model ({model.path.name})")
+            tiles = data.tiles(regions=regions, subregions=subregions, groups=groups)
+            if not tiles:
+                raise ConfigError(
+                    f"no tile of {dataset} matches the region/subregion filters and holds "
+                    f"{', '.join(groups)}"
+                )
+            bar = _TileProgress(len(tiles), progress)
+            for info in tiles:
+                grid = tile_window_grid(info.height, info.width, p)
+                prob = np.zeros((info.height, info.width, config.n_classes), np.float32)
+
+                def keep(done: tuple[int, np.ndarray] | None, prob: np.ndarray = prob) -> None:
+                    if done is not None:
+                        start, rows = done
+                        prob[start : start + len(rows)] = rows
+
+                location = _location_vector(model, info)
+                spent = run_window_rows(
+                    _tile_rows(data, info, groups, grid, location),
+                    grid=grid,
+                    predictor=predictor,
+                    on_rows=keep,
+                )
+                for key in timings:
+                    timings[key] += spent[key]
+                windows += grid.n_windows
+                prob = crop_padding(prob, info.padding_height, info.padding_width)
+                group = out.create_group(info.name)
+                group.create_dataset("prob", data=prob, compression="gzip", compression_opts=4)
+                pred = np.argmax(prob, axis=-1).astype(np.uint8)
+                group.create_dataset("pred", data=pred, compression="gzip", compression_opts=4)
+                if info.has_labels:
+                    labels = crop_padding(
+                        data.labels(info.name), info.padding_height, info.padding_width
+                    )
+                    true = labels[..., -1].round().astype(np.uint8)
+                    group.create_dataset("true", data=true, compression="gzip", compression_opts=4)
+                group.attrs["tile_name"] = info.name
+                group.attrs["region"] = info.region
+                group.attrs["subregion"] = info.subregion
+                bar.advance()
+            bar.close()
+            out.attrs["weights"] = str(model.path)
+            out.attrs["dataset"] = str(Path(dataset).resolve())
+            out.attrs["tta"] = tta
+            out.attrs["mc"] = mc
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return PredictResult(path=output, tiles=len(tiles), windows=windows, timings=timings)
+
+
+class _TileProgress:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._bar = Progress(
+                TextColumn("predict"), BarColumn(), MofNCompleteColumn(), transient=True
+            )
+            self._task = self._bar.add_task("tiles", total=total)
+            self._bar.start()
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
