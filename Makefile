@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.glaviz-installed
 
-.PHONY: test test-all lint venv clean
+.PHONY: test test-all lint venv clean demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,6 +23,19 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
+
+# The main job on a built-in sample: generate a scene, compile features, deploy the built-in demo
+# model (a reduced GlaViTU trained by glaviz train on generated data), score it against the truth.
+DEMO := demo-out
+demo: $(STAMP)
+	@$(BIN)/python -m glaviz.samples scene $(DEMO)/scene --size 1024 1024 --seed 2024 --region ALP
+	@$(BIN)/glaviz features -o $(DEMO)/stack.tif --optical $(DEMO)/scene/optical.tif \
+		--elevation $(DEMO)/scene/elevation.tif --overwrite
+	@$(BIN)/glaviz deploy $(DEMO)/stack.tif --weights demo -o $(DEMO)/deploy --overwrite
+	@$(BIN)/glaviz evaluate --prediction $(DEMO)/deploy/outlines.tif \
+		--truth $(DEMO)/scene/truth.tif --json $(DEMO)/evaluation.json
+	@$(BIN)/python -c "import json; t = json.load(open('$(DEMO)/evaluation.json'))['total']; \
+		print(f\"demo IoU {t['iou']:.3f}; outputs in $(DEMO)/deploy/ (outlines.tif, confidence.tif, outlines.gpkg)\")"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
