@@ -310,3 +310,43 @@ def test_cli_deploy(stack, bundle, tmp_path, capsys) -> None:
     assert capsys.readouterr().out == ""
     assert main([*args, "--overwrite", "--features", "optical,lidar"]) == 2
     assert main([*args, "--overwrite", "--weights", "no-such-model"]) == 2
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "glavitu_global_softmax.json",
+        "glavitu_global_insar_softmax.json",
+        "glavitu_regionencoding_softmax.json",
+    ],
+)
+def test_published_calibrations_equal_sklearn(
+    name, reference_dir, stack, bundle, tmp_path, monkeypatch
+) -> None:
+    from sklearn.kernel_ridge import KernelRidge
+
+    from glaviz.calibration.model import KernelRidgeCalibration
+
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    original = KernelRidgeCalibration.apply
+
+    def spy(self, conf):
+        out = original(self, conf)
+        seen.append((np.array(conf, dtype=np.float64), np.array(out)))
+        return out
+
+    monkeypatch.setattr(KernelRidgeCalibration, "apply", spy)
+    path = reference_dir / "calibration" / name
+    out = tmp_path / "out"
+    deploy(stack=stack, weights=str(bundle), outdir=out, calibration=str(path), vector=False)
+    spec = json.loads(path.read_text())
+    krr = KernelRidge(kernel="laplacian", gamma=spec["gamma"])
+    krr.X_fit_ = np.asarray(spec["x_fit"], np.float64)[:, None]
+    krr.dual_coef_ = np.asarray(spec["dual_coef"], np.float64)
+    conf_in = np.concatenate([c.ravel() for c, _ in seen])
+    conf_out = np.concatenate([o.ravel() for _, o in seen])
+    assert conf_in.size == 70 * 90
+    expected = np.clip(krr.predict(conf_in[:, None]).ravel(), 0, 1)
+    np.testing.assert_allclose(conf_out, expected, atol=1e-6, rtol=0)
+    written = read(out / "confidence.tif", 1).ravel()
+    np.testing.assert_array_equal(written, conf_out.astype(np.float32))
