@@ -100,7 +100,7 @@ def collect_reliability(
     [0, 1] as deploy writes them). Reads one block of one tile at a time.
     """
     from glaviz.evaluation.predictions import iter_blocks, open_predictions, tiles
-    from glaviz.evaluation.progress import Progress
+    from glaviz.progress import Progress
 
     diagrams = {int(n): Reliability(int(n)) for n in bins}
     with open_predictions(predictions) as file:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from glaviz.errors import ConfigError, InputError, OutputExistsError
+from glaviz.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -158,23 +159,18 @@ def optimise_bias(
 
         entropy_before = float(evaluate(held_out))
         quiet_epochs, done, stopped = 0, 0, False
-        bar = _bar(epochs, progress)
-        try:
+        with Progress(progress, total=epochs, description="optimise-bias") as bar:
             for done in range(1, epochs + 1):
                 previous = bias.numpy().copy()
                 for _ in range(steps):
                     step(sampler.batch(batch_size))
                 change = float(np.sum((bias.numpy() - previous) ** 2))
                 quiet_epochs = quiet_epochs + 1 if change < TOLERANCE else 0
-                if bar is not None:
-                    bar.update(bar.task_ids[0], advance=1)
+                bar.advance()
                 log.info("epoch %d: squared change of the bias %.3g", done, change)
                 if quiet_epochs >= PATIENCE:
                     stopped = True
                     break
-        finally:
-            if bar is not None:
-                bar.stop()
         entropy_after = float(evaluate(held_out))
 
     vector = [float(v) for v in tf.nn.softmax(bias).numpy().astype(np.float64)]
@@ -205,17 +201,6 @@ def optimise_bias(
         },
     )
     return result
-
-
-def _bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    bar = Progress(TextColumn("optimise-bias"), BarColumn(), MofNCompleteColumn(), transient=True)
-    bar.add_task("epochs", total=total)
-    bar.start()
-    return bar
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

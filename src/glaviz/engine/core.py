@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from glaviz.errors import ConfigError
+from glaviz.progress import Progress
 
 _DONE = object()
 
@@ -128,44 +129,6 @@ class CrossRowBatcher:
         return ready
 
 
-class WindowProgress:
-    """A rich progress bar with windows/s on terminals; silent otherwise."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self._bar = None
-        if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("deploy"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} windows/s"),
-                TimeRemainingColumn(),
-                transient=True,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task("deploy", total=total, rate="–")
-        self._start = time.perf_counter()
-        self._done = 0
-
-    def advance(self, n: int) -> None:
-        self._done += n
-        if self._bar is not None:
-            rate = self._done / max(time.perf_counter() - self._start, 1e-9)
-            self._bar.update(self._task, advance=n, rate=f"{rate:.2f}")
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
 def run_window_rows(
     rows: Iterable[RowItem],
     *,
@@ -187,7 +150,7 @@ def run_window_rows(
     per_row = len(grid.col_origins)
     patch = grid.patch
     timings = {"model_s": 0.0, "wait_s": 0.0}
-    bar = WindowProgress(grid.n_windows, progress)
+    bar = Progress(progress, total=grid.n_windows, description="windows", rate_unit="windows")
     batches = CrossRowBatcher(predictor, per_row)
     reader = Prefetcher(iter(rows))
     t_loop = time.perf_counter()
@@ -202,26 +165,26 @@ def run_window_rows(
             on_rows(blender.pop_finished())
             bar.advance(per_row)
 
-    try:
-        t_wait = time.perf_counter()
-        for item in reader:
-            timings["wait_s"] += time.perf_counter() - t_wait
-            if on_item is not None:
-                on_item(item)
+    with bar:
+        try:
+            t_wait = time.perf_counter()
+            for item in reader:
+                timings["wait_s"] += time.perf_counter() - t_wait
+                if on_item is not None:
+                    on_item(item)
+                t = time.perf_counter()
+                ready = batches.add(item.k, item.inputs)
+                timings["model_s"] += time.perf_counter() - t
+                blend(ready)
+                t_wait = time.perf_counter()
             t = time.perf_counter()
-            ready = batches.add(item.k, item.inputs)
+            ready = batches.flush()
             timings["model_s"] += time.perf_counter() - t
             blend(ready)
-            t_wait = time.perf_counter()
-        t = time.perf_counter()
-        ready = batches.flush()
-        timings["model_s"] += time.perf_counter() - t
-        blend(ready)
-        if blender is None:
-            raise ConfigError("internal: the window grid produced no windows")
-        on_rows(blender.finish())
-    finally:
-        reader.close()
-        bar.close()
+            if blender is None:
+                raise ConfigError("internal: the window grid produced no windows")
+            on_rows(blender.finish())
+        finally:
+            reader.close()
     timings["loop_s"] = time.perf_counter() - t_loop
     return timings

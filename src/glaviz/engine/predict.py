@@ -22,8 +22,11 @@ import numpy as np
 
 from glaviz.engine.core import RowItem, run_window_rows
 from glaviz.errors import ConfigError, OutputExistsError
+from glaviz.progress import Progress
 
 log = logging.getLogger(__name__)
+
+_GZIP = {"compression": "gzip", "compression_opts": 4}
 
 
 @dataclass
@@ -159,42 +162,41 @@ def predict(
                     f"no tile of {dataset} matches the region/subregion filters and holds "
                     f"{', '.join(groups)}"
                 )
-            bar = _TileProgress(len(tiles), progress)
-            for info in tiles:
-                grid = tile_window_grid(info.height, info.width, p)
-                prob = np.zeros((info.height, info.width, config.n_classes), np.float32)
+            with Progress(progress, total=len(tiles), description="predict") as bar:
+                for info in tiles:
+                    grid = tile_window_grid(info.height, info.width, p)
+                    prob = np.zeros((info.height, info.width, config.n_classes), np.float32)
 
-                def keep(done: tuple[int, np.ndarray] | None, prob: np.ndarray = prob) -> None:
-                    if done is not None:
-                        start, rows = done
-                        prob[start : start + len(rows)] = rows
+                    def keep(done: tuple[int, np.ndarray] | None, prob: np.ndarray = prob) -> None:
+                        if done is not None:
+                            start, rows = done
+                            prob[start : start + len(rows)] = rows
 
-                location = _location_vector(model, info)
-                spent = run_window_rows(
-                    _tile_rows(data, info, groups, grid, location),
-                    grid=grid,
-                    predictor=predictor,
-                    on_rows=keep,
-                )
-                for key in timings:
-                    timings[key] += spent[key]
-                windows += grid.n_windows
-                prob = crop_padding(prob, info.padding_height, info.padding_width)
-                group = out.create_group(info.name)
-                group.create_dataset("prob", data=prob, compression="gzip", compression_opts=4)
-                pred = np.argmax(prob, axis=-1).astype(np.uint8)
-                group.create_dataset("pred", data=pred, compression="gzip", compression_opts=4)
-                if info.has_labels:
-                    labels = crop_padding(
-                        data.labels(info.name), info.padding_height, info.padding_width
+                    location = _location_vector(model, info)
+                    spent = run_window_rows(
+                        _tile_rows(data, info, groups, grid, location),
+                        grid=grid,
+                        predictor=predictor,
+                        on_rows=keep,
                     )
-                    true = labels[..., -1].round().astype(np.uint8)
-                    group.create_dataset("true", data=true, compression="gzip", compression_opts=4)
-                group.attrs["tile_name"] = info.name
-                group.attrs["region"] = info.region
-                group.attrs["subregion"] = info.subregion
-                bar.advance()
-            bar.close()
+                    for key in timings:
+                        timings[key] += spent[key]
+                    windows += grid.n_windows
+                    prob = crop_padding(prob, info.padding_height, info.padding_width)
+                    group = out.create_group(info.name)
+                    group.create_dataset("prob", data=prob, **_GZIP)
+                    pred = np.argmax(prob, axis=-1).astype(np.uint8)
+                    group.create_dataset("pred", data=pred, **_GZIP)
+                    if info.has_labels:
+                        labels = crop_padding(
+                            data.labels(info.name), info.padding_height, info.padding_width
+                        )
+                        true = labels[..., -1].round().astype(np.uint8)
+                        group.create_dataset("true", data=true, **_GZIP)
+                    group.attrs["tile_name"] = info.name
+                    group.attrs["region"] = info.region
+                    group.attrs["subregion"] = info.subregion
+                    bar.advance()
             out.attrs["weights"] = str(model.path)
             out.attrs["dataset"] = str(Path(dataset).resolve())
             out.attrs["tta"] = tta
@@ -204,24 +206,3 @@ def predict(
         tmp.unlink(missing_ok=True)
         raise
     return PredictResult(path=output, tiles=len(tiles), windows=windows, timings=timings)
-
-
-class _TileProgress:
-    def __init__(self, total: int, enabled: bool) -> None:
-        self._bar = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self._bar = Progress(
-                TextColumn("predict"), BarColumn(), MofNCompleteColumn(), transient=True
-            )
-            self._task = self._bar.add_task("tiles", total=total)
-            self._bar.start()
-
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()

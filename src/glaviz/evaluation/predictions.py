@@ -207,7 +207,7 @@ def evaluate_predictions(*, predictions: str | Path, progress: bool = False) -> 
 
     Streams block by block over the tiles; memory is one block whatever the file size.
     """
-    from glaviz.evaluation.progress import Progress
+    from glaviz.progress import Progress
 
     with open_predictions(predictions) as file:
         tile_list = tiles(file, path=predictions, need=("pred", "true"), command="glaviz evaluate")

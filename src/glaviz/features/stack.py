@@ -39,6 +39,7 @@ from glaviz import __version__
 from glaviz.errors import ConfigError, InputError, OutputExistsError
 from glaviz.features.slope import BLOCK, count_windows, read_as_float, write_slope
 from glaviz.groups import GROUP_STACK_BANDS
+from glaviz.progress import Progress
 
 log = logging.getLogger("glaviz.features")
 
@@ -260,49 +261,6 @@ def _dem_crop(dem: DatasetReader, opt: DatasetReader) -> Window:
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-class _Progress:
-    """A rich progress bar on stderr, or nothing."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self._bar: Any = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._task = self._bar.add_task("features", total=total)
-
-    def __enter__(self) -> _Progress:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def describe(self, text: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, description=text)
-
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
-
-
 def _resolve_output(output: Path, inputs: dict[str, Path], overwrite: bool) -> Path:
     output = Path(output)
     if output.suffix.lower() not in {".tif", ".tiff"}:
@@ -389,7 +347,7 @@ def compile_stack(
 
         dem_crop = _dem_crop(sources["elevation"], opt) if slope is None else None
         total = n_windows + (count_windows(dem_crop, window_size) if dem_crop else 0)
-        with _Progress(progress, total) as bar:
+        with Progress(progress, total=total, description="features") as bar:
             # What fills the stack's bands, in order: (input, dataset or warped view).
             readers: list[tuple[str, Any]] = []
             if dem_crop is not None:
