@@ -1,0 +1,59 @@
+"""``glaviz train``: train GlaViTU on benchmark HDF5 splits from a TOML config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glaviz.cli.app import app
+from glaviz.cli.state import console, prepare_tensorflow, state
+
+
+@app.command("train")
+def train(
+    config: Annotated[
+        Path, typer.Argument(help="Training config (TOML); see docs/training.md.", metavar="CONFIG")
+    ],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a config value, KEY=VALUE with a dotted key (repeatable), e.g. "
+            "--set training.epochs=3.",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in the output folder.")
+    ] = False,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Fine-tune from these weights (registry name, .h5 or .glaviz); sets "
+            "training.strategy = finetune unless the config says otherwise.",
+        ),
+    ] = None,
+) -> None:
+    """Train GlaViTU with the published recipe; the result is OUTPUT/model.glaviz.
+
+    Keeps the best-IoU and lowest-loss bundles, CSV and TensorBoard logs and a resume point in
+    the output folder.
+
+    Example: glaviz train configs/example.toml --set training.epochs=3
+    """
+    from glaviz.training.config import load_config
+
+    settings = load_config(config, set_ or [], weights=weights)
+    prepare_tensorflow()
+    from glaviz.training.train import train as run_train
+
+    result = run_train(settings, config_path=config, resume=resume, progress=state.show_progress)
+    if not state.quiet:
+        console.print(
+            f"{result.epochs_run} epochs, best validation IoU {result.best_val_iou:.4f} "
+            f"(epoch {result.best_epoch}) in {result.seconds:.0f} s; model: {result.bundle}",
+            highlight=False,
+        )
