@@ -186,13 +186,15 @@ def cache_files(home: Path) -> list[str]:
 def test_registry_has_the_published_models() -> None:
     registry = load_registry()
     expected = {"global", "global-insar", "region-encoding", *(r.lower() for r in REGIONS)}
-    assert set(registry.names()) == expected
+    # Plus glaviz's own built-in demo model, which ships inside the package.
+    assert set(registry.names()) == expected | {"demo"}
     files = [e.file for e in registry.models]
     assert len(set(files)) == len(files), "two entries would share one cache file"
+    published = [e for e in registry.models if not e.packaged]
     template = re.compile(r"^glavitu_[a-z]+(_[A-Z,]+)?(_[a-z]+)?_weights\.h5$")
-    assert all(template.match(f) for f in files), files
+    assert all(template.match(e.file) for e in published), files
     # Nothing is pinned that we could not check; a made-up digest would refuse the real file.
-    assert all(e.sha256 is None for e in registry.models)
+    assert all(e.sha256 is None for e in published)
 
     glob = registry.require("global")
     assert glob.file == GLOBAL_FILE and glob.feature_groups == {"optical": 6, "dem": 2}
@@ -505,7 +507,7 @@ def test_all_fetches_what_the_mirror_has_and_names_the_rest(
     assert main(["fetch-weights", "--all", "--base-url", mirror.url]) == 1
     captured = capsys.readouterr()
     assert "global: downloaded from" in captured.out
-    assert "13 of 14 models were not fetched (global-insar, region-encoding, alp" in captured.err
+    assert "13 of 15 models were not fetched (global-insar, region-encoding, alp" in captured.err
     assert cache_files(glaviz_home) == [GLOBAL_FILE, GLOBAL_FILE + ".info.json"]
 
 
@@ -517,7 +519,7 @@ def test_packaged_model_needs_no_download(
     registry = load_registry()
     demo = registry.require("global").model_copy(
         update={
-            "name": "demo",
+            "name": "packaged-test",
             "aliases": (),
             "file": "glavitu_demo_weights.h5",
             "packaged": "data/calibration/glavitu_global_softmax.json",  # any packaged file
@@ -526,8 +528,14 @@ def test_packaged_model_needs_no_download(
     extended = registry.model_copy(update={"models": (*registry.models, demo)})
     monkeypatch.setattr(registry_module, "load_registry", lambda: extended)
 
-    resolved = resolve_weights("demo")
+    resolved = resolve_weights("packaged-test")
     assert resolved.source == "package" and resolved.entry is demo
     assert resolved.path == calibration_path("glavitu_global_softmax")
     assert fetch_model(demo).status == "packaged"
     assert cache_files(glaviz_home) == []
+    # The real built-in demo bundle resolves without any download.
+    builtin = resolve_weights("demo")
+    assert builtin.source == "package" and builtin.path.name == "demo.glaviz"
+    # Its pinned digest must follow the bundle when the demo model is retrained.
+    assert builtin.entry is not None
+    assert hashlib.sha256(builtin.path.read_bytes()).hexdigest() == builtin.entry.sha256

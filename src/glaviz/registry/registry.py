@@ -79,8 +79,9 @@ class ModelEntry(BaseModel):
     @classmethod
     def _check_file(cls, value: str) -> str:
         # The file name becomes a path in the cache: it must not escape the weights folder.
-        if "/" in value or "\\" in value or value.startswith(".") or not value.endswith(".h5"):
-            raise ValueError(f"{value!r} is not a plain '<name>.h5' file name")
+        plain = "/" not in value and "\\" not in value and not value.startswith(".")
+        if not plain or not value.endswith((".h5", ".glaviz")):
+            raise ValueError(f"{value!r} is not a plain '<name>.h5' or '<name>.glaviz' file name")
         return value
 
     @field_validator("features")
