@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from glaviz.atomic import atomic_path
 from glaviz.errors import ConfigError, OutputExistsError
 from glaviz.groups import REGIONS
 
@@ -379,74 +379,65 @@ def make_benchmark(
     ph, pw = (sh - th) // 2, (sw - tw) // 2
     rng = np.random.default_rng(seed)
     counters = dict.fromkeys(regions, 0)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["source"] = f"glaviz.samples.make_benchmark(seed={seed})"
-            for index in range(tiles):
-                region = regions[index % len(regions)]
-                k = counters[region]
-                counters[region] += 1
-                style = REGION_STYLES[region]
-                scene = synthesize_scene(
-                    (th, tw),
-                    seed=int(rng.integers(0, 2**31 - 1)),
-                    resolution=resolution,
-                    style=style,
-                )
-                slope = slope_degrees(scene.elevation, xres=resolution, yres=resolution)
-                physical: dict[str, np.ndarray] = {
-                    "optical": scene.optical,
-                    "dem": np.stack([scene.elevation, slope], axis=-1),
-                }
-                for group in groups:
-                    if group not in physical:
-                        physical[group] = _extra_group(group, scene, rng)
-                row, col = 10 + 3 * k, 20 + 2 * k
-                name = f"{region}-{row}-{col}"
-                g = f.create_group(name)
-                for group in groups:
-                    data = normalise_group(group, physical[group])
-                    g.create_dataset(
-                        group,
-                        data=_pad(data, ph, pw, 0.0),
-                        chunks=(min(patch_size, sh), min(patch_size, sw), data.shape[-1]),
-                    )
-                onehot = np.stack([~scene.glacier, scene.glacier], axis=-1).astype(np.float32)
-                padded_labels = _pad(onehot, ph, pw, 0.0)
-                padded_labels[..., 0] = 1.0 - padded_labels[..., 1]
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["source"] = f"glaviz.samples.make_benchmark(seed={seed})"
+        for index in range(tiles):
+            region = regions[index % len(regions)]
+            k = counters[region]
+            counters[region] += 1
+            style = REGION_STYLES[region]
+            scene = synthesize_scene(
+                (th, tw),
+                seed=int(rng.integers(0, 2**31 - 1)),
+                resolution=resolution,
+                style=style,
+            )
+            slope = slope_degrees(scene.elevation, xres=resolution, yres=resolution)
+            physical: dict[str, np.ndarray] = {
+                "optical": scene.optical,
+                "dem": np.stack([scene.elevation, slope], axis=-1),
+            }
+            for group in groups:
+                if group not in physical:
+                    physical[group] = _extra_group(group, scene, rng)
+            row, col = 10 + 3 * k, 20 + 2 * k
+            name = f"{region}-{row}-{col}"
+            g = f.create_group(name)
+            for group in groups:
+                data = normalise_group(group, physical[group])
                 g.create_dataset(
-                    "outlines",
-                    data=padded_labels,
-                    chunks=(min(patch_size, sh), min(patch_size, sw), 2),
+                    group,
+                    data=_pad(data, ph, pw, 0.0),
+                    chunks=(min(patch_size, sh), min(patch_size, sw), data.shape[-1]),
                 )
-                lat_span = th * resolution / _METRES_PER_DEGREE
-                lon_span = (
-                    tw * resolution / (_METRES_PER_DEGREE * math.cos(math.radians(style.lat)))
-                )
-                ymax = style.lat + (20 - row) * lat_span
-                xmin = style.lon + (col - 20) * lon_span
-                g.attrs.update(
-                    {
-                        "height": sh,
-                        "width": sw,
-                        "region": region,
-                        "subregion": f"{region}-{1 + k % max(1, subregions_per_region)}",
-                        "padding_height": ph,
-                        "padding_width": pw,
-                        "original_height": th,
-                        "original_width": tw,
-                        "xmin": xmin,
-                        "xmax": xmin + lon_span,
-                        "ymin": ymax - lat_span,
-                        "ymax": ymax,
-                    }
-                )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            onehot = np.stack([~scene.glacier, scene.glacier], axis=-1).astype(np.float32)
+            padded_labels = _pad(onehot, ph, pw, 0.0)
+            padded_labels[..., 0] = 1.0 - padded_labels[..., 1]
+            g.create_dataset(
+                "outlines",
+                data=padded_labels,
+                chunks=(min(patch_size, sh), min(patch_size, sw), 2),
+            )
+            lat_span = th * resolution / _METRES_PER_DEGREE
+            lon_span = tw * resolution / (_METRES_PER_DEGREE * math.cos(math.radians(style.lat)))
+            ymax = style.lat + (20 - row) * lat_span
+            xmin = style.lon + (col - 20) * lon_span
+            g.attrs.update(
+                {
+                    "height": sh,
+                    "width": sw,
+                    "region": region,
+                    "subregion": f"{region}-{1 + k % max(1, subregions_per_region)}",
+                    "padding_height": ph,
+                    "padding_width": pw,
+                    "original_height": th,
+                    "original_width": tw,
+                    "xmin": xmin,
+                    "xmax": xmin + lon_span,
+                    "ymin": ymax - lat_span,
+                    "ymax": ymax,
+                }
+            )
     return path
 
 

@@ -33,7 +33,9 @@ def import_tensorflow(*, quiet: bool = True) -> Any:
     """Import TensorFlow (and probe devices) quietly; return the module."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 3 also hides native ERROR lines that TensorFlow prints for recoverable conditions (e.g. a
+    # oneDNN kernel fallback); real failures still surface as Python exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if quiet else "0")
     with _silenced_fd2() if quiet else contextlib.nullcontext():
         import tensorflow as tf
 

@@ -31,8 +31,6 @@ as JSON (never pickles) through :mod:`glaviz.calibration.model`, readable by
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from glaviz.atomic import atomic_path
 from glaviz.calibration.model import CalibrationModel, IsotonicCalibration, KernelRidgeCalibration
 from glaviz.calibration.reliability import ECE_BINS, Reliability, correct_and_confidence
 from glaviz.errors import ConfigError, InputError, OutputExistsError
@@ -374,13 +373,6 @@ def plot_reliability(
         ax.set_title(title + suffix)
     axes[0].set_ylabel("accuracy")
     axes[0].legend(loc="upper left", fontsize="small")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            figure.savefig(file, format="png", dpi=150)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=150)
     return path

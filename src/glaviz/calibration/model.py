@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from glaviz.atomic import write_text_atomic
 from glaviz.errors import InputError
 
 __all__ = ["CalibrationModel", "IsotonicCalibration", "KernelRidgeCalibration"]
@@ -59,15 +59,7 @@ class CalibrationModel(ABC):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the JSON under a temporary name beside ``path`` and rename, so no half file."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(self.to_json() + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(path, self.to_json() + "\n")
 
     @staticmethod
     def from_dict(data: object, *, source: str = "calibration data") -> CalibrationModel:

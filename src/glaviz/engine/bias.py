@@ -10,16 +10,14 @@ stops once the squared change of ``b`` over an epoch stays below 1e-8 for 5 epoc
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from glaviz.atomic import write_json_atomic
 from glaviz.errors import ConfigError, InputError, OutputExistsError
 from glaviz.progress import Progress
 
@@ -184,7 +182,7 @@ def optimise_bias(
         steps_per_epoch=steps,
         stopped_early=stopped,
     )
-    _write_json(
+    write_json_atomic(
         output,
         {
             "region_vector": vector,
@@ -201,16 +199,3 @@ def optimise_bias(
         },
     )
     return result
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from glaviz.atomic import atomic_path
 from glaviz.engine.core import RowItem, run_window_rows
 from glaviz.errors import ConfigError, OutputExistsError
 from glaviz.progress import Progress
@@ -147,62 +146,57 @@ def predict(
         shapes["location"] = (config.location_size,)
     predictor = Predictor(model.model, input_shapes=shapes, batch_size=batch_size, tta=tta, mc=mc)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     timings = {"model_s": 0.0, "wait_s": 0.0, "loop_s": 0.0}
     windows = 0
-    try:
-        with BenchmarkDataset(dataset) as data, h5py.File(tmp, "w") as out:
-            data.require_groups(groups, what=f"the model ({model.path.name})")
-            tiles = data.tiles(regions=regions, subregions=subregions, groups=groups)
-            if not tiles:
-                raise ConfigError(
-                    f"no tile of {dataset} matches the region/subregion filters and holds "
-                    f"{', '.join(groups)}"
+    with (
+        atomic_path(output) as tmp,
+        BenchmarkDataset(dataset) as data,
+        h5py.File(tmp, "w") as out,
+    ):
+        data.require_groups(groups, what=f"the model ({model.path.name})")
+        tiles = data.tiles(regions=regions, subregions=subregions, groups=groups)
+        if not tiles:
+            raise ConfigError(
+                f"no tile of {dataset} matches the region/subregion filters and holds "
+                f"{', '.join(groups)}"
+            )
+        with Progress(progress, total=len(tiles), description="predict") as bar:
+            for info in tiles:
+                grid = tile_window_grid(info.height, info.width, p)
+                prob = np.zeros((info.height, info.width, config.n_classes), np.float32)
+
+                def keep(done: tuple[int, np.ndarray] | None, prob: np.ndarray = prob) -> None:
+                    if done is not None:
+                        start, rows = done
+                        prob[start : start + len(rows)] = rows
+
+                location = _location_vector(model, info)
+                spent = run_window_rows(
+                    _tile_rows(data, info, groups, grid, location),
+                    grid=grid,
+                    predictor=predictor,
+                    on_rows=keep,
                 )
-            with Progress(progress, total=len(tiles), description="predict") as bar:
-                for info in tiles:
-                    grid = tile_window_grid(info.height, info.width, p)
-                    prob = np.zeros((info.height, info.width, config.n_classes), np.float32)
-
-                    def keep(done: tuple[int, np.ndarray] | None, prob: np.ndarray = prob) -> None:
-                        if done is not None:
-                            start, rows = done
-                            prob[start : start + len(rows)] = rows
-
-                    location = _location_vector(model, info)
-                    spent = run_window_rows(
-                        _tile_rows(data, info, groups, grid, location),
-                        grid=grid,
-                        predictor=predictor,
-                        on_rows=keep,
+                for key in timings:
+                    timings[key] += spent[key]
+                windows += grid.n_windows
+                prob = crop_padding(prob, info.padding_height, info.padding_width)
+                group = out.create_group(info.name)
+                group.create_dataset("prob", data=prob, **_GZIP)
+                pred = np.argmax(prob, axis=-1).astype(np.uint8)
+                group.create_dataset("pred", data=pred, **_GZIP)
+                if info.has_labels:
+                    labels = crop_padding(
+                        data.labels(info.name), info.padding_height, info.padding_width
                     )
-                    for key in timings:
-                        timings[key] += spent[key]
-                    windows += grid.n_windows
-                    prob = crop_padding(prob, info.padding_height, info.padding_width)
-                    group = out.create_group(info.name)
-                    group.create_dataset("prob", data=prob, **_GZIP)
-                    pred = np.argmax(prob, axis=-1).astype(np.uint8)
-                    group.create_dataset("pred", data=pred, **_GZIP)
-                    if info.has_labels:
-                        labels = crop_padding(
-                            data.labels(info.name), info.padding_height, info.padding_width
-                        )
-                        true = labels[..., -1].round().astype(np.uint8)
-                        group.create_dataset("true", data=true, **_GZIP)
-                    group.attrs["tile_name"] = info.name
-                    group.attrs["region"] = info.region
-                    group.attrs["subregion"] = info.subregion
-                    bar.advance()
-            out.attrs["weights"] = str(model.path)
-            out.attrs["dataset"] = str(Path(dataset).resolve())
-            out.attrs["tta"] = tta
-            out.attrs["mc"] = mc
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                    true = labels[..., -1].round().astype(np.uint8)
+                    group.create_dataset("true", data=true, **_GZIP)
+                group.attrs["tile_name"] = info.name
+                group.attrs["region"] = info.region
+                group.attrs["subregion"] = info.subregion
+                bar.advance()
+        out.attrs["weights"] = str(model.path)
+        out.attrs["dataset"] = str(Path(dataset).resolve())
+        out.attrs["tta"] = tta
+        out.attrs["mc"] = mc
     return PredictResult(path=output, tiles=len(tiles), windows=windows, timings=timings)

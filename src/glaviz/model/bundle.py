@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from glaviz import __version__
+from glaviz.atomic import atomic_path
 from glaviz.errors import OutputExistsError, WeightsError
 from glaviz.model.glavitu import GlaViTUConfig, build_glavitu
 
@@ -95,21 +95,12 @@ def save_bundle(
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with tempfile.TemporaryDirectory() as scratch:
-            weights = Path(scratch) / _WEIGHTS
-            write_weights(train_model, weights)
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr(_META, metadata.model_dump_json(indent=2))
-                archive.write(weights, _WEIGHTS)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tempfile.TemporaryDirectory() as scratch:
+        weights = Path(scratch) / _WEIGHTS
+        write_weights(train_model, weights)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(_META, metadata.model_dump_json(indent=2))
+            archive.write(weights, _WEIGHTS)
     return path
 
 

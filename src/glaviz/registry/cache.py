@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from glaviz import atomic
 from glaviz.errors import DownloadError
 
 if TYPE_CHECKING:
@@ -103,16 +104,12 @@ def temp_in(folder: Path, name: str) -> Path:
     """A fresh hidden temporary path next to the final file, so the final rename is atomic."""
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     os.close(fd)
+    os.chmod(tmp, atomic.default_mode())  # mkstemp makes 0600; cached weights are shareable
     return Path(tmp)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = temp_in(path.parent, path.name)
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_json_atomic(path, data, sort_keys=True)
 
 
 def read_info(target: Path) -> dict[str, Any] | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from glaviz.atomic import atomic_path
 from glaviz.errors import ConfigError, InputError, OutputExistsError, WeightsError
 from glaviz.groups import REGIONS
 from glaviz.model.glavitu import GlaViTUConfig
@@ -166,14 +166,8 @@ def load_starting_weights(train_model: Any, start: StartingPoint, wanted: GlaViT
 
 
 def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_variables(path: Path, variables: list[Any]) -> None:
