@@ -54,4 +54,4 @@ def configure_logging() -> None:
     # TensorFlow's C++ logging is noise for users unless they asked for debug output.
     import os
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if state.debug else "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if state.debug else "3")
