@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1500, 3000])
     parser.add_argument("--precision", nargs="+", default=["float32", "bfloat16"])
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: glaviz's own")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="glaviz-deploy-bench-"))
@@ -76,7 +76,8 @@ def main() -> None:
             out = scene / f"out_{precision}"
             cmd = [*_glaviz(), "-q", "deploy", str(stack), "--weights", str(weights)]
             cmd += ["-o", str(out), "--overwrite", "--precision", precision]
-            cmd += ["--batch-size", str(args.batch_size)]
+            if args.batch_size:
+                cmd += ["--batch-size", str(args.batch_size)]
             wall, rss = measure(cmd)
             run = json.loads((out / "run.json").read_text())
             t = run["timings"]

@@ -155,7 +155,7 @@ def deploy(
     smoothing: int = 0,
     tta: bool = False,
     mc: int = 0,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     probabilities: bool = False,
     vector: bool = True,
     overwrite: bool = False,
@@ -237,7 +237,7 @@ def _deploy(
     smoothing: int,
     tta: bool,
     mc: int,
-    batch_size: int,
+    batch_size: int | None,
     probabilities: bool,
     vector: bool,
     precision: str,
@@ -255,7 +255,7 @@ def _deploy(
         vectorise_outlines,
         write_run_json,
     )
-    from glaviz.engine.predictor import Predictor
+    from glaviz.engine.predictor import Predictor, default_batch_size
     from glaviz.engine.tiling import tile_grid
     from glaviz.pipeline import StackLayout
 
@@ -297,7 +297,8 @@ def _deploy(
     shapes: dict[str, tuple[int, ...]] = {g: (p, p, n) for g, n in config.feature_groups.items()}
     if config.uses_location:
         shapes["location"] = (config.location_size,)
-    batch = best_batch_size(grid.n_windows, batch_size)
+    largest = batch_size if batch_size is not None else default_batch_size(tta=tta)
+    batch = best_batch_size(grid.n_windows, largest)
     predictor = Predictor(model.model, input_shapes=shapes, batch_size=batch, tta=tta, mc=mc)
 
     base = {"width": dataset.width, "height": dataset.height}

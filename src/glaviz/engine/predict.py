@@ -122,7 +122,7 @@ def predict(
     subregions: list[str] | None = None,
     tta: bool = False,
     mc: int = 0,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     precision: str = "float32",
     overwrite: bool = False,
     progress: bool = False,
@@ -132,7 +132,7 @@ def predict(
 
     from glaviz.datasets import BenchmarkDataset, crop_padding
     from glaviz.engine.loading import load_for_inference
-    from glaviz.engine.predictor import Predictor
+    from glaviz.engine.predictor import Predictor, default_batch_size
 
     output = Path(output)
     if output.exists() and not overwrite:
@@ -144,6 +144,8 @@ def predict(
     shapes: dict[str, tuple[int, ...]] = {g: (p, p, n) for g, n in config.feature_groups.items()}
     if config.uses_location:
         shapes["location"] = (config.location_size,)
+    if batch_size is None:
+        batch_size = default_batch_size(tta=tta)
     predictor = Predictor(model.model, input_shapes=shapes, batch_size=batch_size, tta=tta, mc=mc)
 
     timings = {"model_s": 0.0, "wait_s": 0.0, "loop_s": 0.0}

@@ -37,6 +37,19 @@ def gpu_available() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def default_batch_size(*, tta: bool = False) -> int:
+    """Windows per model call when the user does not say.
+
+    On CPUs a batch buys little (about 3 % more windows/s from 1 to 4 at the published size, two
+    cores) but every extra window costs about 0.45 GB of activations, so deploy keeps one window per
+    call and memory flat. GPUs need batches to be busy. With TTA every window is already eight
+    images.
+    """
+    if tta:
+        return 1
+    return 8 if gpu_available() else 1
+
+
 def dtype_policy(precision: str) -> str:
     """Keras dtype policy for a ``--precision`` value, checked against the hardware.
 

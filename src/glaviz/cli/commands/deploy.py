@@ -53,7 +53,9 @@ def deploy(
     mc: Annotated[int, typer.Option(help="Monte Carlo dropout passes to average (0: off).")] = 0,
     batch_size: Annotated[
         int | None,
-        typer.Option(help="Largest number of windows per model call (default 4, 1 with --tta)."),
+        typer.Option(
+            help="Largest number of windows per model call (default: 1 on CPU, 8 on GPU)."
+        ),
     ] = None,
     precision: Annotated[
         str,
@@ -93,7 +95,7 @@ def deploy(
         smoothing=smoothing,
         tta=tta,
         mc=mc,
-        batch_size=batch_size if batch_size is not None else (1 if tta else 4),
+        batch_size=batch_size,
         probabilities=probabilities,
         vector=not no_vector,
         overwrite=overwrite,

@@ -34,7 +34,9 @@ def predict(
         False
     ),
     mc: Annotated[int, typer.Option(help="Monte Carlo dropout passes to average (0: off).")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Windows per model call.")] = 4,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Windows per model call (default: 1 on CPU, 8 on GPU).")
+    ] = None,
     precision: Annotated[str, typer.Option(help="float32, bfloat16 or float16 (GPU).")] = "float32",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT.")] = False,
 ) -> None:
