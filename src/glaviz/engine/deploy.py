@@ -27,6 +27,16 @@ from glaviz.errors import ConfigError, GlavizError, InputError
 
 log = logging.getLogger(__name__)
 
+#: Smallest GDAL block cache for deploy, in MB.
+GDAL_CACHE_MB = 128
+
+
+def gdal_cache_mb(width: int, bands: int) -> int:
+    """GDAL block cache for a scene ``width`` wide: two rows of 256² blocks of every band read
+    (float32) plus the outputs (up to 4 float32 bands), at least :data:`GDAL_CACHE_MB`."""
+    per_block_row = width * 256 * 4 * (bands + 4)
+    return max(GDAL_CACHE_MB, math.ceil(2 * per_block_row / 2**20))
+
 
 @dataclass
 class DeployResult:
@@ -182,7 +192,11 @@ def deploy(
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"cannot open stack {stack}: {exc}") from None
     try:
-        with dataset:
+        # GDAL's block cache defaults to 5 % of RAM and keeps every block read or written, so it
+        # would grow with the scene area; the engine reads each strip once and writes rows in
+        # order, so a small cache loses nothing and keeps memory bounded by the scene width.
+        cache_mb = gdal_cache_mb(dataset.width, dataset.count)
+        with rasterio.Env(GDAL_CACHEMAX=cache_mb), dataset:
             return _deploy(
                 dataset=dataset,
                 stack=Path(stack),
