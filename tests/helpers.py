@@ -85,3 +85,31 @@ def tiny_bundle(
         architecture=config, normalization=NormalisationStats.published().to_dict(), **extra
     )
     return save_bundle(path, train, meta)
+
+
+def write_raster(path: Path, data: np.ndarray, crs: str | None, transform, nodata=None) -> Path:
+    """A plain GeoTIFF from a (bands, H, W) or (H, W) array."""
+    data = data[None] if data.ndim == 2 else data
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    ) as dst:
+        dst.write(data)
+    return path
+
+
+def error_line(capsys) -> str:
+    """The single ``Error: …`` line a failing CLI call printed (and no traceback)."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    assert "Traceback" not in err
+    return lines[0]

@@ -17,6 +17,7 @@ from glaviz.calibration.reliability import Reliability
 from glaviz.cli.app import main
 from glaviz.errors import ConfigError
 from glaviz.evaluation import predictions as predictions_module
+from tests.helpers import error_line
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -89,14 +90,6 @@ def independent_ece(conf: np.ndarray, correct: np.ndarray, bins: int = 100) -> f
     keep = count > 0
     gap = np.abs(right[keep] / count[keep] - conf_sum[keep] / count[keep])
     return float(np.sum(count[keep] * gap) / count.sum())
-
-
-def error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 GRID = np.linspace(0, 1, 1001)

@@ -19,6 +19,7 @@ from glaviz.errors import InputError
 from glaviz.evaluation import Counts, PixelArea, evaluate_predictions, evaluate_rasters
 from glaviz.evaluation import predictions as predictions_module
 from glaviz.evaluation import rasters as rasters_module
+from tests.helpers import error_line
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -161,14 +162,6 @@ def polygonise(raster: Path, out: Path, *, to_crs: str | None = None) -> Path:
         frame = frame.to_crs(to_crs)
     frame.to_file(out)
     return out
-
-
-def error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -21,6 +21,7 @@ from glaviz.errors import ConfigError, InputError, OutputExistsError
 from glaviz.features import compile_stack
 from glaviz.features import stack as stack_module
 from glaviz.groups import GROUP_STACK_BANDS
+from tests.helpers import write_raster
 
 OPT_CRS = "EPSG:32632"
 OPT_TRANSFORM = from_origin(400_000, 5_100_000, 10, 10)
@@ -29,28 +30,10 @@ H, W = 72, 96
 DZ_DX, DZ_DY = 0.25, -0.15
 
 
-def _write(path: Path, data: np.ndarray, crs: str | None, transform, nodata=None) -> Path:
-    data = data[None] if data.ndim == 2 else data
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=data.shape[2],
-        height=data.shape[1],
-        count=data.shape[0],
-        dtype=data.dtype,
-        crs=crs,
-        transform=transform,
-        nodata=nodata,
-    ) as dst:
-        dst.write(data)
-    return path
-
-
 def _optical(tmp_path: Path, bands: int = 6, **kw) -> Path:
     rng = np.random.default_rng(0)
     data = rng.uniform(0.0, 0.8, (bands, H, W)).astype(np.float32)
-    return _write(tmp_path / "optical.tif", data, kw.get("crs", OPT_CRS), OPT_TRANSFORM)
+    return write_raster(tmp_path / "optical.tif", data, kw.get("crs", OPT_CRS), OPT_TRANSFORM)
 
 
 def _centres(transform, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +48,7 @@ def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _dem_same_grid(tmp_path: Path) -> Path:
     z = _plane(*_centres(OPT_TRANSFORM, H, W)).astype(np.float32)
-    return _write(tmp_path / "elevation.tif", z, OPT_CRS, OPT_TRANSFORM)
+    return write_raster(tmp_path / "elevation.tif", z, OPT_CRS, OPT_TRANSFORM)
 
 
 def _dem_geographic(tmp_path: Path) -> Path:
@@ -79,7 +62,7 @@ def _dem_geographic(tmp_path: Path) -> Path:
     lon, lat = _centres(transform, h, w)
     x, y = Transformer.from_crs("EPSG:4326", OPT_CRS, always_xy=True).transform(lon, lat)
     z = _plane(x, y).astype(np.float32)
-    return _write(tmp_path / "dem_geo.tif", z, "EPSG:4326", transform)
+    return write_raster(tmp_path / "dem_geo.tif", z, "EPSG:4326", transform)
 
 
 def _read(path: Path) -> tuple[np.ndarray, rasterio.profiles.Profile, dict]:
@@ -134,7 +117,7 @@ def test_result_does_not_depend_on_window_size(tmp_path: Path) -> None:
     big_h, big_w = 300, 560
     transform = from_origin(400_000, 5_100_000, 10, 10)
     rng = np.random.default_rng(1)
-    opt = _write(
+    opt = write_raster(
         tmp_path / "o.tif",
         rng.uniform(0, 1, (6, big_h, big_w)).astype(np.float32),
         OPT_CRS,
@@ -146,7 +129,7 @@ def test_result_does_not_depend_on_window_size(tmp_path: Path) -> None:
     )
     dem_t = from_origin(left - 500, top + 500, 30, 30)
     z = rng.normal(2000, 50, (int((top - bottom) / 30) + 40, int((right - left) / 30) + 40))
-    dem = _write(tmp_path / "d.tif", z.astype(np.float32), "EPSG:32633", dem_t)
+    dem = write_raster(tmp_path / "d.tif", z.astype(np.float32), "EPSG:32633", dem_t)
     a = compile_stack(output=tmp_path / "a.tif", optical=opt, elevation=dem, window_size=256)
     b = compile_stack(output=tmp_path / "b.tif", optical=opt, elevation=dem, window_size=1024)
     da, db = _read(a.path)[0], _read(b.path)[0]
@@ -157,10 +140,10 @@ def test_result_does_not_depend_on_window_size(tmp_path: Path) -> None:
 def test_optional_groups_in_order(tmp_path: Path) -> None:
     opt, dem = _optical(tmp_path), _dem_same_grid(tmp_path)
     two = np.full((2, H, W), 0.05, np.float32)
-    sar = _write(tmp_path / "co.tif", two, OPT_CRS, OPT_TRANSFORM)
-    cross = _write(tmp_path / "cross.tif", two, OPT_CRS, OPT_TRANSFORM)
-    coh = _write(tmp_path / "coh.tif", two, OPT_CRS, OPT_TRANSFORM)
-    th = _write(tmp_path / "th.tif", np.full((H, W), 270, np.float32), OPT_CRS, OPT_TRANSFORM)
+    sar = write_raster(tmp_path / "co.tif", two, OPT_CRS, OPT_TRANSFORM)
+    cross = write_raster(tmp_path / "cross.tif", two, OPT_CRS, OPT_TRANSFORM)
+    coh = write_raster(tmp_path / "coh.tif", two, OPT_CRS, OPT_TRANSFORM)
+    th = write_raster(tmp_path / "th.tif", np.full((H, W), 270, np.float32), OPT_CRS, OPT_TRANSFORM)
     result = compile_stack(
         output=tmp_path / "stack.tif",
         optical=opt,
@@ -182,10 +165,10 @@ def test_nodata_and_masks_become_nan(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     optical = rng.uniform(0, 1, (6, H, W)).astype(np.float32)
     optical[:, 5, 7] = -9999
-    opt = _write(tmp_path / "optical.tif", optical, OPT_CRS, OPT_TRANSFORM, nodata=-9999)
+    opt = write_raster(tmp_path / "optical.tif", optical, OPT_CRS, OPT_TRANSFORM, nodata=-9999)
     z = _plane(*_centres(OPT_TRANSFORM, H, W)).astype(np.int16)
     z[30, 40] = -32768
-    dem = _write(tmp_path / "dem.tif", z, OPT_CRS, OPT_TRANSFORM, nodata=-32768)
+    dem = write_raster(tmp_path / "dem.tif", z, OPT_CRS, OPT_TRANSFORM, nodata=-32768)
     # Thermal with an internal mask instead of a nodata value.
     th_path = tmp_path / "thermal.tif"
     with rasterio.open(
@@ -208,7 +191,7 @@ def test_partial_overlap_is_nan_outside(tmp_path: Path) -> None:
     opt = _optical(tmp_path)
     half = from_origin(400_000 + W * 5, 5_100_000, 10, 10)
     z = np.full((H, W), 1000, np.float32)
-    dem = _write(tmp_path / "half.tif", z, OPT_CRS, half)
+    dem = write_raster(tmp_path / "half.tif", z, OPT_CRS, half)
     data = _read(compile_stack(output=tmp_path / "s.tif", optical=opt, elevation=dem).path)[0]
     assert np.isnan(data[6, :, : W // 2 - 1]).all() and (data[6, :, W // 2 + 1 :] == 1000).all()
 
@@ -222,7 +205,7 @@ def _assert_nothing_written(tmp_path: Path, inputs: set[str]) -> None:
 
 def test_non_overlap_is_refused(tmp_path: Path) -> None:
     opt = _optical(tmp_path)
-    far = _write(
+    far = write_raster(
         tmp_path / "far.tif", np.ones((H, W), np.float32), OPT_CRS, from_origin(6e5, 5.3e6, 10, 10)
     )
     with pytest.raises(InputError) as err:
@@ -234,7 +217,7 @@ def test_non_overlap_is_refused(tmp_path: Path) -> None:
 
 def test_missing_crs_is_refused(tmp_path: Path) -> None:
     opt = _optical(tmp_path)
-    dem = _write(tmp_path / "nocrs.tif", np.ones((H, W), np.float32), None, OPT_TRANSFORM)
+    dem = write_raster(tmp_path / "nocrs.tif", np.ones((H, W), np.float32), None, OPT_TRANSFORM)
     with pytest.raises(InputError, match=r"nocrs\.tif has no CRS"):
         compile_stack(output=tmp_path / "s.tif", optical=opt, elevation=dem)
     _assert_nothing_written(tmp_path, {"optical.tif", "nocrs.tif"})
@@ -248,7 +231,9 @@ def test_wrong_band_counts_are_refused(
     tmp_path: Path, option: str, bands: int, expected: int
 ) -> None:
     paths = {"optical": _optical(tmp_path), "elevation": _dem_same_grid(tmp_path)}
-    bad = _write(tmp_path / "bad.tif", np.ones((bands, H, W), np.float32), OPT_CRS, OPT_TRANSFORM)
+    bad = write_raster(
+        tmp_path / "bad.tif", np.ones((bands, H, W), np.float32), OPT_CRS, OPT_TRANSFORM
+    )
     paths[option] = bad
     with pytest.raises(InputError) as err:
         compile_stack(output=tmp_path / "s.tif", **paths)

@@ -21,26 +21,9 @@ from glaviz.features.slope import (
     slope_degrees,
     write_slope,
 )
+from tests.helpers import write_raster
 
 WGS84 = {"a": 6378137.0, "inverse_flattening": 298.257223563}
-
-
-def _write(path: Path, data: np.ndarray, crs: str | None, transform, nodata=None) -> Path:
-    data = data[None] if data.ndim == 2 else data
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=data.shape[2],
-        height=data.shape[1],
-        count=data.shape[0],
-        dtype=data.dtype,
-        crs=crs,
-        transform=transform,
-        nodata=nodata,
-    ) as dst:
-        dst.write(data)
-    return path
 
 
 def _terrain(h: int, w: int, seed: int = 0, relief: float = 400.0) -> np.ndarray:
@@ -132,7 +115,7 @@ def test_plane_on_geographic_grid_at_61_degrees(tmp_path: Path) -> None:
     east = cols[None, :] * per_lon[:, None]
     north = np.cumsum(np.r_[0, res * 0.5 * (per_lat[1:] + per_lat[:-1])])[:, None]
     z = (1500 + 0.3 * east - 0.4 * north).astype(np.float64)
-    path = _write(tmp_path / "geo.tif", z, "EPSG:4326", from_origin(7.0, 61.5, res, res))
+    path = write_raster(tmp_path / "geo.tif", z, "EPSG:4326", from_origin(7.0, 61.5, res, res))
     with rasterio.open(path) as src:
         write_slope(src, path=tmp_path / "slope.tif", window_size=256)
     with rasterio.open(tmp_path / "slope.tif") as ds:
@@ -144,7 +127,7 @@ def test_plane_on_geographic_grid_at_61_degrees(tmp_path: Path) -> None:
 def test_windowed_stream_equals_whole_array(tmp_path: Path) -> None:
     z = _terrain(300, 520, seed=3)
     z[50:53, 260:270] = -9999  # a nodata hole across a window seam
-    path = _write(tmp_path / "dem.tif", z, "EPSG:32633", from_origin(5e5, 7e6, 25, 25), -9999)
+    path = write_raster(tmp_path / "dem.tif", z, "EPSG:32633", from_origin(5e5, 7e6, 25, 25), -9999)
     with rasterio.open(path) as src:
         write_slope(src, path=tmp_path / "s.tif", window_size=256)
     with rasterio.open(tmp_path / "s.tif") as ds:
@@ -159,7 +142,7 @@ def test_crop_window_uses_real_neighbours(tmp_path: Path) -> None:
     from rasterio.windows import Window
 
     z = _terrain(80, 80, seed=4)
-    path = _write(tmp_path / "dem.tif", z, "EPSG:32633", from_origin(5e5, 7e6, 25, 25))
+    path = write_raster(tmp_path / "dem.tif", z, "EPSG:32633", from_origin(5e5, 7e6, 25, 25))
     with rasterio.open(path) as src:
         write_slope(src, path=tmp_path / "s.tif", window=Window(10, 20, 30, 40))
     with rasterio.open(tmp_path / "s.tif") as ds:
@@ -191,7 +174,7 @@ def _ours(src: Path, tmp_path: Path) -> np.ndarray:
 @gdaldem
 def test_gdaldem_projected(tmp_path: Path) -> None:
     z = _terrain(200, 180, seed=5)
-    src = _write(tmp_path / "dem.tif", z, "EPSG:32632", from_origin(4e5, 51e5, 30, 30))
+    src = write_raster(tmp_path / "dem.tif", z, "EPSG:32632", from_origin(4e5, 51e5, 30, 30))
     mean, p99 = _agreement(_ours(src, tmp_path), _gdaldem(src, tmp_path / "gd.tif"))
     assert mean < 0.1 and p99 < 0.5
     # With -compute_edges the edges agree too.
@@ -209,14 +192,14 @@ def test_gdaldem_geographic(tmp_path: Path, lat0: float) -> None:
     h, w, res = 200, 160, 1 / 3600
     z = _terrain(h, w, seed=6, relief=150.0)
     transform = from_origin(8.0, lat0, res, res)
-    src = _write(tmp_path / "geo.tif", z, "EPSG:4326", transform)
+    src = write_raster(tmp_path / "geo.tif", z, "EPSG:4326", transform)
     ours = _ours(src, tmp_path)
 
     geod = Geod(ellps="WGS84")
     mid = lat0 - h * res / 2
     _, _, dx = geod.inv(8.0, mid, 8.0 + res, mid)
     _, _, dy = geod.inv(8.0, mid - res / 2, 8.0, mid + res / 2)
-    metric = _write(tmp_path / "metric.tif", z, None, from_origin(0, 0, dx, dy))
+    metric = write_raster(tmp_path / "metric.tif", z, None, from_origin(0, 0, dx, dy))
     mean, p99 = _agreement(ours, _gdaldem(metric, tmp_path / "gd_metric.tif"))
     assert mean < 0.1 and p99 < 0.5
     if lat0 < 1:
