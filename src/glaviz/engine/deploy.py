@@ -101,7 +101,12 @@ def _read_rows(
     grid: Any,
     location: Callable[[int, int], np.ndarray] | None,
 ) -> Iterator[RowItem]:
-    """Yield every window row of ``grid``, normalised and zero-padded like the published scene."""
+    """Yield every window row of ``grid``, normalised and zero-padded like the published scene.
+
+    Consecutive window rows overlap by half a window, so the normalised scene rows of the previous
+    strip are kept and only the rows not seen yet are read, decoded and normalised: every scene
+    row is read from disk once.
+    """
     from rasterio.windows import Window
 
     from glaviz.engine.tiling import read_window_from_padded
@@ -109,39 +114,41 @@ def _read_rows(
 
     groups = list(model.groups)
     read_groups = groups if "optical" in groups else ["optical", *groups]
-    seen_rows = 0
+    held_start, held_stop = 0, 0  # scene rows currently held, normalised, in ``held``
+    held: dict[str, np.ndarray] = {}
     for k, row_origin in enumerate(grid.row_origins):
         plan = read_window_from_padded(grid, row_origin, 0, width=grid.padded_width)
         rows, cols = plan.scene_rows, plan.scene_cols
-        window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+        first_new = max(rows.start, held_stop)
+        window = Window(cols.start, first_new, cols.stop - cols.start, rows.stop - first_new)
         raw = layout.read_groups(dataset, read_groups, window=window)
         # Published: only invalid optical pixels are marked (and zeroed). A NaN in another group
         # (a DEM hole, a SAR gap) would turn whole windows into NaN through the fusion block's
         # global pooling, so those pixels are marked invalid too and zeroed after normalising.
         valid = np.logical_and.reduce([valid_mask(raw[g]) for g in read_groups])
-        new_from = max(seen_rows - rows.start, 0)
-        valid_start, valid = rows.start + new_from, valid[new_from:]
-        seen_rows = max(seen_rows, rows.stop)
         inputs: dict[str, list[np.ndarray]] = {}
         for group in groups:
-            data = normalise_group(group, raw[group], model.stats)
-            np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            fresh = normalise_group(group, raw[group], model.stats)
+            np.nan_to_num(fresh, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            kept = held[group][rows.start - held_start :] if group in held else fresh[:0]
+            data = np.concatenate([kept, fresh]) if len(kept) else fresh
+            held[group] = data
             strip = np.zeros((grid.patch, grid.padded_width, data.shape[-1]), np.float32)
             strip[plan.window_rows, plan.window_cols] = data
             inputs[group] = [strip[:, c : c + grid.patch] for c in grid.col_origins]
+        held_start, held_stop = rows.start, rows.stop
         if location is not None:
             inputs["location"] = [location(row_origin, c) for c in grid.col_origins]
-        yield RowItem(k, inputs, extra=(valid_start, valid))
+        yield RowItem(k, inputs, extra=valid)
 
 
 class _ValidRows:
-    """Optical validity of scene rows, kept only until their outlines are written."""
+    """Validity of scene rows (in order, as read), kept only until their outlines are written."""
 
     def __init__(self) -> None:
-        self._start = 0
         self._rows: list[np.ndarray] = []
 
-    def add(self, start: int, rows: np.ndarray) -> None:
+    def add(self, rows: np.ndarray) -> None:
         if len(rows):
             self._rows.append(rows)
 
@@ -149,7 +156,6 @@ class _ValidRows:
         data = np.concatenate(self._rows) if len(self._rows) > 1 else self._rows[0]
         taken, rest = data[:n], data[n:]
         self._rows = [rest] if len(rest) else []
-        self._start += n
         return taken
 
 
@@ -387,7 +393,7 @@ def _deploy(
                 _read_rows(dataset, layout, model, grid, location),
                 grid=grid,
                 predictor=predictor,
-                on_item=lambda item: valid_rows.add(item.extra[0], item.extra[1]),
+                on_item=lambda item: valid_rows.add(item.extra),
                 on_rows=write_blended,
                 progress=progress,
             )
