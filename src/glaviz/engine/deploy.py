@@ -38,6 +38,25 @@ def gdal_cache_mb(width: int, bands: int) -> int:
     return max(GDAL_CACHE_MB, math.ceil(2 * per_block_row / 2**20))
 
 
+@dataclass(frozen=True)
+class DeployOptions:
+    """The user's choices for one deploy run (see :func:`deploy` for their meaning)."""
+
+    weights: str
+    features: tuple[str, ...] | None
+    region_vector: Path | None
+    coordinate_encoding: bool
+    calibration: str | None
+    smoothing: int
+    tta: bool
+    mc: int
+    batch_size: int | None
+    probabilities: bool
+    vector: bool
+    precision: str
+    progress: bool
+
+
 @dataclass
 class DeployResult:
     """What a deploy run produced and how long its parts took."""
@@ -188,6 +207,21 @@ def deploy(
     from glaviz.engine.outputs import OutputSet
 
     t_start = time.perf_counter()
+    opts = DeployOptions(
+        weights=weights,
+        features=features,
+        region_vector=region_vector,
+        coordinate_encoding=coordinate_encoding,
+        calibration=calibration,
+        smoothing=smoothing,
+        tta=tta,
+        mc=mc,
+        batch_size=batch_size,
+        probabilities=probabilities,
+        vector=vector,
+        precision=precision,
+        progress=progress,
+    )
     if region_vector is not None and coordinate_encoding:
         raise ConfigError("use either --region-vector or --coordinate-encoding, not both")
     if smoothing < 0:
@@ -204,23 +238,7 @@ def deploy(
         cache_mb = gdal_cache_mb(dataset.width, dataset.count)
         with rasterio.Env(GDAL_CACHEMAX=cache_mb), dataset:
             return _deploy(
-                dataset=dataset,
-                stack=Path(stack),
-                weights=weights,
-                outputs=outputs,
-                features=features,
-                region_vector=region_vector,
-                coordinate_encoding=coordinate_encoding,
-                calibration=calibration,
-                smoothing=smoothing,
-                tta=tta,
-                mc=mc,
-                batch_size=batch_size,
-                probabilities=probabilities,
-                vector=vector,
-                precision=precision,
-                progress=progress,
-                t_start=t_start,
+                dataset=dataset, stack=Path(stack), outputs=outputs, opts=opts, t_start=t_start
             )
     except BaseException:
         outputs.cleanup()
@@ -245,24 +263,7 @@ def _resolve_calibration(name: str | None, model: Any) -> tuple[Any, str | None]
 
 
 def _deploy(
-    *,
-    dataset: Any,
-    stack: Path,
-    weights: str,
-    outputs: Any,
-    features: tuple[str, ...] | None,
-    region_vector: Path | None,
-    coordinate_encoding: bool,
-    calibration: str | None,
-    smoothing: int,
-    tta: bool,
-    mc: int,
-    batch_size: int | None,
-    probabilities: bool,
-    vector: bool,
-    precision: str,
-    progress: bool,
-    t_start: float,
+    *, dataset: Any, stack: Path, outputs: Any, opts: DeployOptions, t_start: float
 ) -> DeployResult:
     import rasterio
 
@@ -281,22 +282,29 @@ def _deploy(
 
     timings: dict[str, float] = {}
     layout = StackLayout.read(dataset)
-    location_mode = "region" if region_vector else "coordinate" if coordinate_encoding else "none"
-    rv, rv_regions = load_region_vector(region_vector) if region_vector else (None, None)
+    location_mode = (
+        "region" if opts.region_vector else "coordinate" if opts.coordinate_encoding else "none"
+    )
+    rv, rv_regions = load_region_vector(opts.region_vector) if opts.region_vector else (None, None)
     t0 = time.perf_counter()
     model = load_for_inference(
-        weights, features=features, location=location_mode, mc_dropout=mc > 0, precision=precision
+        opts.weights,
+        features=opts.features,
+        location=location_mode,
+        mc_dropout=opts.mc > 0,
+        precision=opts.precision,
     )
     timings["load_model_s"] = time.perf_counter() - t0
     config = model.config
     layout.require(model.groups)
     if rv is not None and rv.size != config.location_size:
+        regions = ", ".join(model.region_names or []) or "regions"
         raise ConfigError(
-            f"region vector {region_vector} has {rv.size} values, but the model's location input "
-            f"has {config.location_size} ({', '.join(model.region_names or []) or 'regions'}); "
+            f"region vector {opts.region_vector} has {rv.size} values, but the model's location "
+            f"input has {config.location_size} ({regions}); "
             "make one for this model with glaviz optimise-bias"
         )
-    cal, cal_source = _resolve_calibration(calibration, model)
+    cal, cal_source = _resolve_calibration(opts.calibration, model)
     if dataset.count == 0 or dataset.height == 0 or dataset.width == 0:
         raise InputError(f"{stack} is empty")
     grid = tile_grid(dataset.height, dataset.width, config.patch_size)
@@ -307,7 +315,7 @@ def _deploy(
         def location(_r: int, _c: int) -> np.ndarray:
             return fixed
 
-    elif coordinate_encoding:
+    elif opts.coordinate_encoding:
         encode = _coordinate_encoder(dataset)
 
         def location(r: int, c: int) -> np.ndarray:
@@ -317,9 +325,11 @@ def _deploy(
     shapes: dict[str, tuple[int, ...]] = {g: (p, p, n) for g, n in config.feature_groups.items()}
     if config.uses_location:
         shapes["location"] = (config.location_size,)
-    largest = batch_size if batch_size is not None else default_batch_size(tta=tta)
+    largest = opts.batch_size if opts.batch_size is not None else default_batch_size(tta=opts.tta)
     batch = best_batch_size(grid.n_windows, largest)
-    predictor = Predictor(model.model, input_shapes=shapes, batch_size=batch, tta=tta, mc=mc)
+    predictor = Predictor(
+        model.model, input_shapes=shapes, batch_size=batch, tta=opts.tta, mc=opts.mc
+    )
 
     base = {"width": dataset.width, "height": dataset.height}
     base.update(crs=dataset.crs, transform=dataset.transform)
@@ -327,7 +337,7 @@ def _deploy(
         "outlines.tif": outputs.temp("outlines.tif"),
         "confidence.tif": outputs.temp("confidence.tif"),
     }
-    if probabilities:
+    if opts.probabilities:
         paths["probabilities.tif"] = outputs.temp("probabilities.tif")
     n_classes = config.n_classes
     writers = {
@@ -342,7 +352,7 @@ def _deploy(
             **geotiff_profile(base, count=1, dtype="float32", nodata=None),
         ),
     }
-    if probabilities:
+    if opts.probabilities:
         writers["probabilities.tif"] = rasterio.open(
             paths["probabilities.tif"],
             "w",
@@ -354,7 +364,7 @@ def _deploy(
         1, "calibrated confidence" if cal is not None else "confidence (1 - entropy)"
     )
 
-    smoother = postprocess.RowSmoother(smoothing, dataset.width)
+    smoother = postprocess.RowSmoother(opts.smoothing, dataset.width)
     valid_rows = _ValidRows()
     counters = {"outline_row": 0, "glacier": 0, "valid": 0}
     timings["write_s"] = 0.0
@@ -381,7 +391,7 @@ def _deploy(
         if cal is not None:
             conf = cal.apply(conf)
         writers["confidence.tif"].write(conf.astype(np.float32), 1, window=win)
-        if probabilities:
+        if opts.probabilities:
             bands = np.moveaxis(probs.astype(np.float32), -1, 0)
             writers["probabilities.tif"].write(bands, window=win)
         write_outline_rows(smoother.push(postprocess.outlines(probs)))
@@ -395,7 +405,7 @@ def _deploy(
                 predictor=predictor,
                 on_item=lambda item: valid_rows.add(item.extra),
                 on_rows=write_blended,
-                progress=progress,
+                progress=opts.progress,
             )
         )
         write_outline_rows(smoother.finish())
@@ -408,7 +418,7 @@ def _deploy(
         )
 
     polygons = None
-    if vector:
+    if opts.vector:
         t = time.perf_counter()
         target = outputs.temp("outlines.gpkg")
         polygons = vectorise_outlines(paths["outlines.tif"], target)
@@ -418,24 +428,24 @@ def _deploy(
     settings = {
         "stack": str(stack.resolve()),
         "weights": str(model.path.resolve()),
-        "weights_spec": weights,
+        "weights_spec": opts.weights,
         "registry_model": model.registry_name,
         "model_kind": model.kind,
         "architecture": config.model_dump(),
         "features": list(model.groups),
         "location": location_mode,
-        "region_vector": str(region_vector) if region_vector else None,
+        "region_vector": str(opts.region_vector) if opts.region_vector else None,
         "region_vector_values": rv.tolist() if rv is not None else None,
         "region_vector_regions": rv_regions,
         "calibration": cal_source,
-        "smoothing": smoothing,
-        "tta": tta,
-        "mc": mc,
-        "batch_size": batch_size,
+        "smoothing": opts.smoothing,
+        "tta": opts.tta,
+        "mc": opts.mc,
+        "batch_size": opts.batch_size,
         "batch_size_used": batch,
-        "precision": precision,
-        "probabilities": probabilities,
-        "vector": vector,
+        "precision": opts.precision,
+        "probabilities": opts.probabilities,
+        "vector": opts.vector,
     }
     glacier_fraction = counters["glacier"] / max(counters["valid"], 1)
     write_run_json(
