@@ -38,8 +38,8 @@ demo: $(STAMP)
 		print(f\"demo IoU {t['iou']:.3f}; outputs in $(DEMO)/deploy/ (outlines.tif, confidence.tif, outlines.gpkg)\")"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check glaviz tests benchmarks
+	$(BIN)/ruff format --check glaviz tests benchmarks
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

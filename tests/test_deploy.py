@@ -10,6 +10,7 @@ import pytest
 import rasterio
 
 from glaviz.cli.app import main
+from glaviz.config import DeployConfig
 from glaviz.engine.blend import blend_in_memory
 from glaviz.engine.core import best_batch_size
 from glaviz.engine.deploy import deploy
@@ -64,7 +65,9 @@ def _valid(reference_dir: Path) -> np.ndarray:
 def test_reproduces_published_deploy(reference_dir, reference_stack, tmp_path) -> None:
     weights = reference_dir / "weights" / "glavitu_global_weights.h5"
     out = tmp_path / "plain"
-    deploy(stack=reference_stack, weights=str(weights), outdir=out, probabilities=True)
+    deploy(
+        DeployConfig(stack=reference_stack, weights=str(weights), output=out, probabilities=True)
+    )
     expected = reference_dir / "expected"
     probs = np.moveaxis(read(out / "probabilities.tif"), 0, -1)
     diff = np.abs(probs - np.load(expected / "probs_global.npy"))
@@ -87,12 +90,14 @@ def test_reproduces_published_smoothed_calibrated(reference_dir, reference_stack
     calibration = reference_dir / "calibration" / "glavitu_global_softmax.json"
     out = tmp_path / "smooth"
     deploy(
-        stack=reference_stack,
-        weights=str(weights),
-        outdir=out,
-        smoothing=3,
-        calibration=str(calibration),
-        vector=False,
+        DeployConfig(
+            stack=reference_stack,
+            weights=str(weights),
+            output=out,
+            smoothing=3,
+            calibration=str(calibration),
+            vector=False,
+        )
     )
     expected = reference_dir / "expected" / "deploy_smooth3_calibrated"
     valid = _valid(reference_dir)
@@ -113,7 +118,9 @@ def test_streaming_equals_in_memory_reference(stack, bundle, tmp_path) -> None:
     from glaviz.model.bundle import load_bundle
 
     out = tmp_path / "out"
-    result = deploy(stack=stack, weights=str(bundle), outdir=out, probabilities=True, batch_size=3)
+    result = deploy(
+        DeployConfig(stack=stack, weights=str(bundle), output=out, probabilities=True, batch_size=3)
+    )
     model = load_bundle(bundle).inference_model
     stats = NormalisationStats.published()
     with rasterio.open(stack) as ds:
@@ -147,7 +154,7 @@ def test_outputs_are_georeferenced_tiled_and_described(stack, bundle, tmp_path) 
     import geopandas as gpd
 
     out = tmp_path / "out"
-    deploy(stack=stack, weights=str(bundle), outdir=out)
+    deploy(DeployConfig(stack=stack, weights=str(bundle), output=out))
     with rasterio.open(stack) as src, rasterio.open(out / "outlines.tif") as dst:
         assert dst.crs == src.crs and dst.transform == src.transform
         assert dst.dtypes[0] == "uint8" and dst.nodata == 255
@@ -170,40 +177,64 @@ def test_outputs_are_georeferenced_tiled_and_described(stack, bundle, tmp_path) 
 
 def test_tta_mc_and_precision(stack, bundle, tmp_path) -> None:
     plain = tmp_path / "plain"
-    deploy(stack=stack, weights=str(bundle), outdir=plain, probabilities=True, vector=False)
+    deploy(
+        DeployConfig(
+            stack=stack, weights=str(bundle), output=plain, probabilities=True, vector=False
+        )
+    )
     base = read(plain / "probabilities.tif")
     tta = tmp_path / "tta"
     deploy(
-        stack=stack,
-        weights=str(bundle),
-        outdir=tta,
-        tta=True,
-        batch_size=1,
-        probabilities=True,
-        vector=False,
+        DeployConfig(
+            stack=stack,
+            weights=str(bundle),
+            output=tta,
+            tta=True,
+            batch_size=1,
+            probabilities=True,
+            vector=False,
+        )
     )
     augmented = read(tta / "probabilities.tif")
     assert not np.allclose(augmented, base)
     np.testing.assert_allclose(augmented.sum(0), 1.0, atol=1e-5)
     mc = tmp_path / "mc"
-    deploy(stack=stack, weights=str(bundle), outdir=mc, mc=3, probabilities=True, vector=False)
+    deploy(
+        DeployConfig(
+            stack=stack, weights=str(bundle), output=mc, mc=3, probabilities=True, vector=False
+        )
+    )
     assert not np.allclose(read(mc / "probabilities.tif"), base)
     bf16 = tmp_path / "bf16"
-    deploy(stack=stack, weights=str(bundle), outdir=bf16, precision="bfloat16", vector=False)
+    deploy(
+        DeployConfig(
+            stack=stack, weights=str(bundle), output=bf16, precision="bfloat16", vector=False
+        )
+    )
     a, b = read(plain / "outlines.tif", 1), read(bf16 / "outlines.tif", 1)
     assert (a == b).mean() > 0.95
     with pytest.raises(ConfigError, match="float16 needs a GPU"):
-        deploy(stack=stack, weights=str(bundle), outdir=tmp_path / "f16", precision="float16")
+        deploy(
+            DeployConfig(
+                stack=stack, weights=str(bundle), output=tmp_path / "f16", precision="float16"
+            )
+        )
 
 
 def test_calibration_from_bundle_name_and_none(stack, tmp_path) -> None:
     iso = {"method": "isotonic", "x": [0.0, 1.0], "y": [0.2, 0.3]}
     weights = tiny_bundle(tmp_path / "cal.glaviz", calibration=iso)
-    deploy(stack=stack, weights=str(weights), outdir=tmp_path / "a", vector=False)
+    deploy(DeployConfig(stack=stack, weights=str(weights), output=tmp_path / "a", vector=False))
     conf = read(tmp_path / "a" / "confidence.tif", 1)
     assert conf.min() >= 0.2 and conf.max() <= 0.3
     deploy(
-        stack=stack, weights=str(weights), outdir=tmp_path / "b", vector=False, calibration="none"
+        DeployConfig(
+            stack=stack,
+            weights=str(weights),
+            output=tmp_path / "b",
+            vector=False,
+            calibration="none",
+        )
     )
     assert read(tmp_path / "b" / "confidence.tif", 1).max() > 0.3
 
@@ -213,35 +244,47 @@ def test_region_and_coordinate_encoding(tmp_path) -> None:
     region = tiny_bundle(tmp_path / "region.glaviz", location="region")
     rv = tmp_path / "rv.json"
     rv.write_text(json.dumps({"region_vector": [1 / 12] * 12, "regions": ["x"] * 12}))
-    deploy(stack=stack, weights=str(region), outdir=tmp_path / "r", region_vector=rv)
+    deploy(DeployConfig(stack=stack, weights=str(region), output=tmp_path / "r", region_vector=rv))
     short = tmp_path / "short.json"
     short.write_text(json.dumps([0.5, 0.5]))
     with pytest.raises(ConfigError, match=r"has 2 values.*has 12"):
-        deploy(stack=stack, weights=str(region), outdir=tmp_path / "r2", region_vector=short)
+        deploy(
+            DeployConfig(
+                stack=stack, weights=str(region), output=tmp_path / "r2", region_vector=short
+            )
+        )
     with pytest.raises(ConfigError, match="needs a location input of size 12"):
-        deploy(stack=stack, weights=str(region), outdir=tmp_path / "r3")
+        deploy(DeployConfig(stack=stack, weights=str(region), output=tmp_path / "r3"))
     coords = tiny_bundle(tmp_path / "coords.glaviz", location="coordinate")
-    deploy(stack=stack, weights=str(coords), outdir=tmp_path / "c", coordinate_encoding=True)
+    deploy(
+        DeployConfig(
+            stack=stack, weights=str(coords), output=tmp_path / "c", coordinate_encoding=True
+        )
+    )
     no_crs = write_stack(tmp_path / "nocrs.tif", height=40, width=40, crs=None)
     with pytest.raises(InputError, match="no CRS"):
-        deploy(stack=no_crs, weights=str(coords), outdir=tmp_path / "c2", coordinate_encoding=True)
+        deploy(
+            DeployConfig(
+                stack=no_crs, weights=str(coords), output=tmp_path / "c2", coordinate_encoding=True
+            )
+        )
 
 
 def test_bad_inputs(stack, bundle, tmp_path) -> None:
     optical_only = write_stack(tmp_path / "optical.tif", groups=("optical",))
     with pytest.raises(InputError, match="the model needs optical, dem"):
-        deploy(stack=optical_only, weights=str(bundle), outdir=tmp_path / "a")
+        deploy(DeployConfig(stack=optical_only, weights=str(bundle), output=tmp_path / "a"))
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     with pytest.raises(WeightsError):
-        deploy(stack=stack, weights=str(corrupt), outdir=tmp_path / "b")
-    deploy(stack=stack, weights=str(bundle), outdir=tmp_path / "c", vector=False)
+        deploy(DeployConfig(stack=stack, weights=str(corrupt), output=tmp_path / "b"))
+    deploy(DeployConfig(stack=stack, weights=str(bundle), output=tmp_path / "c", vector=False))
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        deploy(stack=stack, weights=str(bundle), outdir=tmp_path / "c")
+        deploy(DeployConfig(stack=stack, weights=str(bundle), output=tmp_path / "c"))
     not_a_stack = tmp_path / "nope.tif"
     not_a_stack.write_text("nope")
     with pytest.raises(InputError, match="cannot open stack"):
-        deploy(stack=not_a_stack, weights=str(bundle), outdir=tmp_path / "d")
+        deploy(DeployConfig(stack=not_a_stack, weights=str(bundle), output=tmp_path / "d"))
 
 
 def test_nan_in_other_groups_is_masked_not_spread(bundle, tmp_path) -> None:
@@ -250,7 +293,7 @@ def test_nan_in_other_groups_is_masked_not_spread(bundle, tmp_path) -> None:
         dem = ds.read(7)
         dem[30:33, 40:45] = np.nan
         ds.write(dem, 7)
-    deploy(stack=stack, weights=str(bundle), outdir=tmp_path / "out", vector=False)
+    deploy(DeployConfig(stack=stack, weights=str(bundle), output=tmp_path / "out", vector=False))
     outlines = read(tmp_path / "out" / "outlines.tif", 1)
     assert np.all(outlines[30:33, 40:45] == 255)
     assert np.count_nonzero(outlines == 255) == 15 + 5  # the DEM hole and the optical NaNs
@@ -259,7 +302,7 @@ def test_nan_in_other_groups_is_masked_not_spread(bundle, tmp_path) -> None:
 
 def test_stack_smaller_than_one_window_is_padded(bundle, tmp_path) -> None:
     small = write_stack(tmp_path / "small.tif", height=9, width=13)
-    result = deploy(stack=small, weights=str(bundle), outdir=tmp_path / "out")
+    result = deploy(DeployConfig(stack=small, weights=str(bundle), output=tmp_path / "out"))
     assert result.windows == 1
     assert read(tmp_path / "out" / "outlines.tif", 1).shape == (9, 13)
 
@@ -279,14 +322,14 @@ def test_failed_run_leaves_nothing_finished(stack, bundle, tmp_path, monkeypatch
     monkeypatch.setattr(predictor.Predictor, "predict", flaky)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        deploy(stack=stack, weights=str(bundle), outdir=out, batch_size=2)
+        deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, batch_size=2))
     assert list(out.iterdir()) == []
 
 
 def test_overwrite_replaces_and_drops_stale_outputs(stack, bundle, tmp_path) -> None:
     out = tmp_path / "out"
-    deploy(stack=stack, weights=str(bundle), outdir=out, probabilities=True)
-    deploy(stack=stack, weights=str(bundle), outdir=out, vector=False, overwrite=True)
+    deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, probabilities=True))
+    deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, vector=False, overwrite=True))
     assert sorted(p.name for p in out.iterdir()) == ["confidence.tif", "outlines.tif", "run.json"]
 
 
@@ -338,7 +381,11 @@ def test_published_calibrations_equal_sklearn(
     monkeypatch.setattr(KernelRidgeCalibration, "apply", spy)
     path = reference_dir / "calibration" / name
     out = tmp_path / "out"
-    deploy(stack=stack, weights=str(bundle), outdir=out, calibration=str(path), vector=False)
+    deploy(
+        DeployConfig(
+            stack=stack, weights=str(bundle), output=out, calibration=str(path), vector=False
+        )
+    )
     spec = json.loads(path.read_text())
     krr = KernelRidge(kernel="laplacian", gamma=spec["gamma"])
     krr.X_fit_ = np.asarray(spec["x_fit"], np.float64)[:, None]

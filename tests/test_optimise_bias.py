@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from glaviz.cli.app import main
+from glaviz.config import DeployConfig
 from glaviz.engine.bias import optimise_bias
 from glaviz.engine.deploy import deploy
 from glaviz.errors import ConfigError, OutputExistsError
@@ -42,7 +43,12 @@ def test_lowers_entropy_deterministically(scene, tmp_path) -> None:
     assert saved["entropy_before"] > saved["entropy_after"]
     # The vector feeds deploy directly.
     deploy(
-        stack=stack, weights=str(model), outdir=tmp_path / "out", region_vector=tmp_path / "a.json"
+        DeployConfig(
+            stack=stack,
+            weights=str(model),
+            output=tmp_path / "out",
+            region_vector=tmp_path / "a.json",
+        )
     )
     assert (tmp_path / "out" / "outlines.tif").exists()
 

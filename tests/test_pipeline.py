@@ -23,7 +23,7 @@ from glaviz.pipeline import (
     valid_mask,
 )
 
-PUBLISHED_JSON = Path(__file__).resolve().parents[1] / "src" / "glaviz" / "data"
+PUBLISHED_JSON = Path(__file__).resolve().parents[1] / "glaviz" / "data"
 
 
 def test_published_stats_cover_every_group() -> None:

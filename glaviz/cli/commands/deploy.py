@@ -81,13 +81,14 @@ def deploy(
     Example: glaviz deploy stack.tif --weights global -o out/ --smoothing 3
     """
     prepare_tensorflow()
+    from glaviz.config import DeployConfig
     from glaviz.engine.deploy import deploy as run_deploy
     from glaviz.groups import parse_features
 
-    result = run_deploy(
+    config = DeployConfig(
         stack=stack,
         weights=weights,
-        outdir=output,
+        output=output,
         features=parse_features(features) if features else None,
         region_vector=region_vector,
         coordinate_encoding=coordinate_encoding,
@@ -100,8 +101,8 @@ def deploy(
         vector=not no_vector,
         overwrite=overwrite,
         precision=precision,
-        progress=state.show_progress,
     )
+    result = run_deploy(config, progress=state.show_progress)
     if not state.quiet:
         t = result.timings
         console.print(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from glaviz import __version__
+from glaviz.config.deploy import DeployConfig
 from glaviz.engine.core import RowItem, best_batch_size, run_window_rows
 from glaviz.errors import ConfigError, GlavizError, InputError
 
@@ -36,25 +37,6 @@ def gdal_cache_mb(width: int, bands: int) -> int:
     (float32) plus the outputs (up to 4 float32 bands), at least :data:`GDAL_CACHE_MB`."""
     per_block_row = width * 256 * 4 * (bands + 4)
     return max(GDAL_CACHE_MB, math.ceil(2 * per_block_row / 2**20))
-
-
-@dataclass(frozen=True)
-class DeployOptions:
-    """The user's choices for one deploy run (see :func:`deploy` for their meaning)."""
-
-    weights: str
-    features: tuple[str, ...] | None
-    region_vector: Path | None
-    coordinate_encoding: bool
-    calibration: str | None
-    smoothing: int
-    tta: bool
-    mc: int
-    batch_size: int | None
-    probabilities: bool
-    vector: bool
-    precision: str
-    progress: bool
 
 
 @dataclass
@@ -178,55 +160,20 @@ class _ValidRows:
         return taken
 
 
-def deploy(
-    *,
-    stack: Path,
-    weights: str,
-    outdir: Path,
-    features: tuple[str, ...] | None = None,
-    region_vector: Path | None = None,
-    coordinate_encoding: bool = False,
-    calibration: str | None = None,
-    smoothing: int = 0,
-    tta: bool = False,
-    mc: int = 0,
-    batch_size: int | None = None,
-    probabilities: bool = False,
-    vector: bool = True,
-    overwrite: bool = False,
-    precision: str = "float32",
-    progress: bool = False,
-) -> DeployResult:
-    """Map glaciers on a whole feature stack and write the outputs into ``outdir``.
+def deploy(config: DeployConfig, *, progress: bool = False) -> DeployResult:
+    """Map glaciers on a whole feature stack and write the outputs into ``config.outdir``.
 
-    ``calibration``: a CAL.json path or a packaged calibration name; ``None`` uses the model's own
-    (a bundle's, or the one the registry attaches to a published model); ``"none"`` disables it.
+    ``config.calibration``: a CAL.json path or a packaged calibration name; ``None`` uses the
+    model's own (a bundle's, or the one the registry attaches to a published model); ``"none"``
+    disables it.
     """
     import rasterio
 
     from glaviz.engine.outputs import OutputSet
 
     t_start = time.perf_counter()
-    opts = DeployOptions(
-        weights=weights,
-        features=features,
-        region_vector=region_vector,
-        coordinate_encoding=coordinate_encoding,
-        calibration=calibration,
-        smoothing=smoothing,
-        tta=tta,
-        mc=mc,
-        batch_size=batch_size,
-        probabilities=probabilities,
-        vector=vector,
-        precision=precision,
-        progress=progress,
-    )
-    if region_vector is not None and coordinate_encoding:
-        raise ConfigError("use either --region-vector or --coordinate-encoding, not both")
-    if smoothing < 0:
-        raise ConfigError(f"--smoothing must be 0 (off) or a window size, got {smoothing}")
-    outputs = OutputSet(outdir, overwrite=overwrite)
+    stack = config.stack
+    outputs = OutputSet(config.outdir, overwrite=config.overwrite)
     try:
         dataset = rasterio.open(stack)
     except rasterio.errors.RasterioIOError as exc:
@@ -238,7 +185,12 @@ def deploy(
         cache_mb = gdal_cache_mb(dataset.width, dataset.count)
         with rasterio.Env(GDAL_CACHEMAX=cache_mb), dataset:
             return _deploy(
-                dataset=dataset, stack=Path(stack), outputs=outputs, opts=opts, t_start=t_start
+                dataset=dataset,
+                stack=Path(stack),
+                outputs=outputs,
+                opts=config,
+                progress=progress,
+                t_start=t_start,
             )
     except BaseException:
         outputs.cleanup()
@@ -263,7 +215,13 @@ def _resolve_calibration(name: str | None, model: Any) -> tuple[Any, str | None]
 
 
 def _deploy(
-    *, dataset: Any, stack: Path, outputs: Any, opts: DeployOptions, t_start: float
+    *,
+    dataset: Any,
+    stack: Path,
+    outputs: Any,
+    opts: DeployConfig,
+    progress: bool,
+    t_start: float,
 ) -> DeployResult:
     import rasterio
 
@@ -405,7 +363,7 @@ def _deploy(
                 predictor=predictor,
                 on_item=lambda item: valid_rows.add(item.extra),
                 on_rows=write_blended,
-                progress=opts.progress,
+                progress=progress,
             )
         )
         write_outline_rows(smoother.finish())

@@ -1,0 +1,87 @@
+"""``glaviz deploy`` options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from glaviz.config.base import CommandConfig
+
+Precision = Literal["float32", "bfloat16", "float16"]
+
+
+def default_outdir(stack: Path) -> Path:
+    """``<stack stem>.glaviz/`` beside the stack: where deploy writes when no ``-o`` is given."""
+    return stack.with_name(f"{stack.stem}.glaviz")
+
+
+class DeployConfig(CommandConfig):
+    """Everything one deploy run depends on, besides the data and the weights' contents."""
+
+    stack: Path = Field(description="Feature stack GeoTIFF made by glaviz features.")
+    weights: str = Field(
+        description="Registry name (global, hma, …), .h5 checkpoint or .glaviz bundle."
+    )
+    output: Path | None = Field(
+        None, description="Output folder (default: <stack stem>.glaviz/ beside the stack)."
+    )
+    features: tuple[str, ...] | None = Field(
+        None,
+        description="Feature groups of a .h5 checkpoint, in model order (default: read from the "
+        "weights, else optical,dem).",
+    )
+    region_vector: Path | None = Field(
+        None, description="Region vector JSON for a region-encoding model (glaviz optimise-bias)."
+    )
+    coordinate_encoding: bool = Field(
+        False, description="Feed sin/cos of each window's latitude and longitude."
+    )
+    calibration: str | None = Field(
+        None,
+        description="Confidence calibration: a CAL.json, a packaged name, or 'none'. Default: the "
+        "model's own, if it has one.",
+    )
+    smoothing: int = Field(0, ge=0, description="Median filter size for outlines (0: off).")
+    tta: bool = Field(False, description="Average the 8 flips and rotations of each window.")
+    mc: int = Field(0, ge=0, description="Monte Carlo dropout passes to average (0: off).")
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Windows per model call (default: as many as the activation-memory budget "
+        "allows).",
+    )
+    precision: Precision = Field(
+        "float32",
+        description="float32 (published numbers), bfloat16 (CPUs with AVX512-BF16/AMX, GPUs), "
+        "float16 (GPUs).",
+    )
+    probabilities: bool = Field(False, description="Also write probabilities.tif.")
+    vector: bool = Field(True, description="Write the outlines.gpkg polygons.")
+    quicklook: bool = Field(True, description="Write quicklook.png.")
+    overwrite: bool = Field(False, description="Replace outputs already in the folder.")
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _parse_features(cls, value: object) -> object:
+        from glaviz.groups import parse_features
+
+        if value is None:
+            return None
+        if isinstance(value, str | list | tuple):
+            return parse_features(value)  # type: ignore[arg-type]
+        return value
+
+    @model_validator(mode="after")
+    def _one_location(self) -> DeployConfig:
+        if self.region_vector is not None and self.coordinate_encoding:
+            raise ValueError(
+                "use either region_vector (--region-vector) or coordinate_encoding, not both"
+            )
+        return self
+
+    @property
+    def outdir(self) -> Path:
+        """The output folder, defaulted beside the stack."""
+        return self.output if self.output is not None else default_outdir(self.stack)
