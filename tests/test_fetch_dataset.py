@@ -279,3 +279,19 @@ def test_registry_matches_the_live_table_of_contents() -> None:
     for name, (size, digest) in found.items():
         row = next(r for r in rows if any(name in cell for cell in r))
         assert str(size) in row and digest in row, row
+
+
+def test_a_second_run_on_the_same_file_is_refused(nird: FakeServer, tmp_path: Path) -> None:
+    import filelock
+
+    (file,) = select("demo", splits=("train",))
+    with (
+        filelock.FileLock(str(tmp_path / f".{file.name}.lock")),
+        pytest.raises(
+            DownloadError, match="another glaviz fetch-dataset is downloading gsgm_train_DEMO"
+        ),
+    ):
+        engine.fetch_files([file], to=tmp_path, policy=FAST)
+    assert nird.requests == []
+    engine.fetch_files([file], to=tmp_path, policy=FAST)
+    assert folder_files(tmp_path) == [file.name]  # no lock file left behind

@@ -8,9 +8,11 @@ wrong md5 deletes the download, so nothing that looks like the dataset is left.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,7 +20,7 @@ from typing import Literal
 from glaviz.errors import ConfigError, DownloadError, OutputExistsError
 from glaviz.progress import Progress
 from glaviz.registry.archive import Archive, ArchiveFile, load_archive
-from glaviz.registry.cache import part_path
+from glaviz.registry.cache import part_path, remove_quietly
 from glaviz.registry.download import DEFAULT_POLICY, RetryPolicy, discard_partial, download
 
 DATASET_URL_ENV = "GLAVIZ_DATASET_URL"
@@ -105,6 +107,30 @@ def md5_of(path: Path, *, progress: bool = False, chunk_size: int = 1 << 22) -> 
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def exclusive(target: Path) -> Iterator[None]:
+    """Refuse a second process writing the same ``.part`` (it would interleave two downloads).
+
+    The lock file sits beside the download as ``.<name>.lock`` and is removed afterwards.
+    """
+    import filelock
+
+    lock_file = target.with_name(f".{target.name}.lock")
+    lock = filelock.FileLock(str(lock_file), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise DownloadError(
+            f"another glaviz fetch-dataset is downloading {target.name} into {target.parent} "
+            f"(lock {lock_file}); wait for it, or delete the lock if no such run is active"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+        remove_quietly(lock_file)
+
+
 def fetch_files(
     files: list[ArchiveFile],
     *,
@@ -146,18 +172,19 @@ def fetch_files(
         target = to / file.name
         part = part_path(target)
         label = f"{file.name} ({index}/{len(todo)})"
-        download(url, part, policy=policy, progress=progress, label=label)
-        size = part.stat().st_size
-        digest = md5_of(part, progress=progress) if size == file.size else None
-        if digest != file.md5:
-            discard_partial(part)
-            found = f"md5 {digest}" if digest else f"{size:,} bytes"
-            raise DownloadError(
-                f"{url} gave {found}, but the archive lists {file.name} with md5 {file.md5} "
-                f"({file.size:,} bytes); the download was deleted, nothing was kept; run the "
-                "command again, or check the mirror"
-            )
-        os.replace(part, target)
-        discard_partial(part)  # the resume record
+        with exclusive(target):
+            download(url, part, policy=policy, progress=progress, label=label)
+            size = part.stat().st_size
+            digest = md5_of(part, progress=progress) if size == file.size else None
+            if digest != file.md5:
+                discard_partial(part)
+                found = f"md5 {digest}" if digest else f"{size:,} bytes"
+                raise DownloadError(
+                    f"{url} gave {found}, but the archive lists {file.name} with md5 {file.md5} "
+                    f"({file.size:,} bytes); the download was deleted, nothing was kept; run the "
+                    "command again, or check the mirror"
+                )
+            os.replace(part, target)
+            discard_partial(part)  # the resume record
         results[file.name] = DatasetResult(file, target, "downloaded", url)
     return [results[f.name] for f in files]
