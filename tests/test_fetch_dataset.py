@@ -256,11 +256,11 @@ def test_offline_fails_fast(
     from tests.fake_servers import refused_url
 
     started = time.monotonic()
-    argv = ["fetch-dataset", "demo", "--split", "val", "--to", str(tmp_path)]
+    argv = ["fetch-dataset", "demo", "--split", "val", "--to", str(tmp_path / "new")]
     assert main([*argv, "--base-url", refused_url()]) == 1
     assert time.monotonic() - started < 60
     assert "the connection was refused" in error_line(capsys)
-    assert folder_files(tmp_path) == []
+    assert folder_files(tmp_path) == []  # not even the folder it would have created
 
 
 @pytest.mark.network

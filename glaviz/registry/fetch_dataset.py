@@ -166,25 +166,39 @@ def fetch_files(
             discard_partial(part_path(target))
         todo.append(file)
     check_space(todo, to)
+    created = not to.exists()
     to.mkdir(parents=True, exist_ok=True)
-    for index, file in enumerate(todo, start=1):
-        url = f"{root}/{file.name}"
-        target = to / file.name
-        part = part_path(target)
-        label = f"{file.name} ({index}/{len(todo)})"
-        with exclusive(target):
-            download(url, part, policy=policy, progress=progress, label=label)
-            size = part.stat().st_size
-            digest = md5_of(part, progress=progress) if size == file.size else None
-            if digest != file.md5:
-                discard_partial(part)
-                found = f"md5 {digest}" if digest else f"{size:,} bytes"
-                raise DownloadError(
-                    f"{url} gave {found}, but the archive lists {file.name} with md5 {file.md5} "
-                    f"({file.size:,} bytes); the download was deleted, nothing was kept; run the "
-                    "command again, or check the mirror"
-                )
-            os.replace(part, target)
-            discard_partial(part)  # the resume record
-        results[file.name] = DatasetResult(file, target, "downloaded", url)
+    try:
+        for index, file in enumerate(todo, start=1):
+            url = f"{root}/{file.name}"
+            label = f"{file.name} ({index}/{len(todo)})"
+            target = to / file.name
+            _fetch_one(file, url, target, label=label, policy=policy, progress=progress)
+            results[file.name] = DatasetResult(file, target, "downloaded", url)
+    except BaseException:
+        if created:  # a folder this run made stays only if it holds something to resume
+            with contextlib.suppress(OSError):
+                to.rmdir()
+        raise
     return [results[f.name] for f in files]
+
+
+def _fetch_one(
+    file: ArchiveFile, url: str, target: Path, *, label: str, policy: RetryPolicy, progress: bool
+) -> None:
+    """Download, md5-check and rename one file; a wrong md5 leaves nothing behind."""
+    part = part_path(target)
+    with exclusive(target):
+        download(url, part, policy=policy, progress=progress, label=label)
+        size = part.stat().st_size
+        digest = md5_of(part, progress=progress) if size == file.size else None
+        if digest != file.md5:
+            discard_partial(part)
+            found = f"md5 {digest}" if digest else f"{size:,} bytes"
+            raise DownloadError(
+                f"{url} gave {found}, but the archive lists {file.name} with md5 {file.md5} "
+                f"({file.size:,} bytes); the download was deleted, nothing was kept; run the "
+                "command again, or check the mirror"
+            )
+        os.replace(part, target)
+        discard_partial(part)  # the resume record
