@@ -295,3 +295,17 @@ def test_a_second_run_on_the_same_file_is_refused(nird: FakeServer, tmp_path: Pa
     assert nird.requests == []
     engine.fetch_files([file], to=tmp_path, policy=FAST)
     assert folder_files(tmp_path) == [file.name]  # no lock file left behind
+
+
+def test_transfer_progress_counts_bytes_with_rate_and_time_left() -> None:
+    from rich.progress import DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from glaviz.progress import Progress
+
+    with Progress(True, total=None, description="x", transfer=True) as bar:
+        bar.reset(total=1000, completed=400)  # a download resumed at 400 bytes
+        bar.advance(100)
+        task = bar._bar.tasks[0]
+        assert (task.completed, task.total) == (500, 1000)
+        kinds = {type(c) for c in bar._bar.columns}
+        assert {DownloadColumn, TransferSpeedColumn, TimeRemainingColumn} <= kinds

@@ -103,6 +103,7 @@ def download(
     policy: RetryPolicy = DEFAULT_POLICY,
     progress: bool = False,
     label: str = "",
+    user_agent: str | None = None,
 ) -> int:
     """Download ``url`` into ``part``, resuming what is already there; return the final size.
 
@@ -128,7 +129,10 @@ def download(
         while True:
             total_attempts += 1
             offset = part.stat().st_size if part.exists() else 0
-            headers = {"User-Agent": f"glaviz/{__version__}", "Accept-Encoding": "identity"}
+            headers = {
+                "User-Agent": user_agent or f"glaviz/{__version__}",
+                "Accept-Encoding": "identity",
+            }
             if offset:
                 headers["Range"] = f"bytes={offset}-"
                 if validator:

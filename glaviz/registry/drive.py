@@ -53,15 +53,19 @@ _ACCESS = re.compile(
     re.I,
 )
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
-_FORM = re.compile(
-    r'<form[^>]*id="download-form"[^>]*action="([^"]+)"[^>]*>(.*?)</form>', re.I | re.S
-)
+_FORM = re.compile(r'<form([^>]*\bid="download-form"[^>]*)>(.*?)</form>', re.I | re.S)
+_ACTION = re.compile(r'\baction="([^"]+)"', re.I)
 _HIDDEN = re.compile(r'<input[^>]*type="hidden"[^>]*>', re.I)
 _ATTR = re.compile(r'(name|value)="([^"]*)"', re.I)
 _CONFIRM_HREF = re.compile(r'href="(/uc\?export=download[^"]*confirm=[^"]+)"', re.I)
 _DOWNLOAD_URL = re.compile(r'"downloadUrl":"([^"]+)"')
 _ERROR_CAPTION = re.compile(r'<p class="uc-error-subcaption">(.*?)</p>', re.I | re.S)
 _JS_STRING = re.compile(r"'((?:[^'\\]|\\.)*)'")
+#: Drive serves the folder page with its embedded listing to browsers; gdown sends this agent too.
+_BROWSER_AGENT = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/98.0.4758.102 Safari/537.36"
+)
 
 
 def drive_url() -> str:
@@ -110,8 +114,9 @@ def page_title(page: str) -> str:
 def confirmation_url(page: str, page_url: str) -> str | None:
     """The link behind Drive's "can't scan this file for viruses" page, or None if it is not one."""
     form = _FORM.search(page)
-    if form:
-        action = urljoin(page_url, html.unescape(form.group(1)))
+    action_attr = _ACTION.search(form.group(1)) if form else None
+    if form and action_attr:
+        action = urljoin(page_url, html.unescape(action_attr.group(1)))
         params = {}
         for tag in _HIDDEN.findall(form.group(2)):
             attrs = {k.lower(): html.unescape(v) for k, v in _ATTR.findall(tag)}
@@ -210,7 +215,7 @@ def list_folder(
     with tempfile.TemporaryDirectory(prefix="glaviz-drive-") as tmp:
         page_file = Path(tmp) / "folder.html"
         try:
-            download(url, page_file, policy=policy)
+            download(url, page_file, policy=policy, user_agent=_BROWSER_AGENT)
         except DownloadError as exc:
             raise DownloadError(f"cannot list the Google Drive folder {url}: {exc}") from None
         page = page_file.read_text("utf8", errors="replace")
