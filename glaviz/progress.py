@@ -15,11 +15,18 @@ __all__ = ["Progress"]
 class Progress:
     """``with Progress(enabled, total=n, description=…) as bar: bar.advance()``.
 
-    ``rate_unit`` (e.g. ``"windows"``) adds a live ``… windows/s`` column.
+    ``rate_unit`` (e.g. ``"windows"``) adds a live ``… windows/s`` column. ``transfer=True`` counts
+    bytes instead: size done/total, transfer rate and time left (downloads, checksums).
     """
 
     def __init__(
-        self, enabled: bool, *, total: int, description: str, rate_unit: str | None = None
+        self,
+        enabled: bool,
+        *,
+        total: int | None,
+        description: str,
+        rate_unit: str | None = None,
+        transfer: bool = False,
     ) -> None:
         self._bar: Any = None
         self._rate_unit = rate_unit
@@ -30,12 +37,14 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
-            columns: list[Any] = [
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-            ]
-            if rate_unit:
+            columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
+            if transfer:
+                from rich.progress import DownloadColumn, TransferSpeedColumn
+
+                columns += [DownloadColumn(), TransferSpeedColumn()]
+            else:
+                columns.append(MofNCompleteColumn())
+            if rate_unit and not transfer:
                 columns.append(TextColumn("{task.fields[rate]}"))
             columns.append(TimeRemainingColumn())
             self._bar = RichProgress(*columns, console=Console(stderr=True), transient=True)
@@ -54,6 +63,13 @@ class Progress:
     def describe(self, text: str) -> None:
         if self._bar is not None:
             self._bar.update(self._task, description=text)
+
+    def reset(self, *, total: int | None, completed: int = 0) -> None:
+        """Start counting again, e.g. when a download resumes at ``completed`` bytes."""
+        self._done = completed
+        self._start = time.perf_counter()
+        if self._bar is not None:
+            self._bar.reset(self._task, total=total, completed=completed)
 
     def advance(self, steps: int = 1) -> None:
         self._done += steps

@@ -113,3 +113,96 @@ def error_line(capsys) -> str:
     assert len(lines) == 1 and lines[0].startswith("Error: "), err
     assert "Traceback" not in err
     return lines[0]
+
+
+def _keras2_owner_name(owner, variable, unique, containers: dict[str, str]) -> str:
+    """The Keras 2 name of the layer that owns ``variable``: class-based, numbered file-wide."""
+    parts = variable.path.split("/")
+    cls = type(owner).__name__
+    block = next((p for p in parts if p.startswith("block")), None)
+    prefix = ""
+    if block is not None:  # transformer blocks were nested layers in Keras 2: keep that prefix
+        key = "/".join(parts[: parts.index(block) + 1])
+        if key not in containers:
+            containers[key] = unique("transformer_block")
+        prefix = containers[key] + "/"
+    if cls == "EinsumDense":  # the query/key/value/output projections of multi-head attention
+        key = "/".join(parts[:-2])
+        if key not in containers:
+            containers[key] = unique("multi_head_attention")
+        return f"{prefix}{containers[key]}/{owner.name}"
+    if owner.name == "patch_embedding":
+        return "patch_embedding/" + unique("dense")
+    if cls == "PositionalEmbedding":
+        return "add_positional_embedding"
+    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in cls).lstrip("_")
+    snake = snake.replace("conv2_d", "conv2d")
+    return prefix + unique(snake)
+
+
+def write_keras2_checkpoint(
+    path: Path,
+    *,
+    features: tuple[str, ...] = ("optical", "dem"),
+    preset: str = "tiny",
+    patch_size: int = 384,
+    location: str = "none",
+    location_size: int = 0,
+    seed: int = 0,
+) -> Path:
+    """A GlaViTU checkpoint in the published Keras 2 HDF5 layout, with seeded random weights.
+
+    Same structure as the published ``glavitu_global_weights.h5`` (``layer_names`` and
+    ``keras_version`` on the root, one group per top-level layer, ``weight_names`` with Keras 2
+    class-based names ending in ``:0``, trainables first, moving statistics last), so
+    ``inspect_checkpoint`` reads the architecture back from it. ``preset="tiny"`` keeps it ~1 MB;
+    the registry checks only feature groups, location size and patch size, so a reduced-size
+    model passes as a published one.
+    """
+    import h5py
+
+    from glaviz.model.checkpoint import published_order
+
+    config = GlaViTUConfig.create(
+        features=list(features),
+        preset=preset,
+        patch_size=patch_size,
+        location_encoding=location,
+        location_size=location_size,
+    )
+    train, _ = build_glavitu(config)
+    rng = np.random.default_rng(seed)
+    counters: dict[str, int] = {}
+
+    def unique(base: str) -> str:
+        n = counters.get(base, 0)
+        counters[base] = n + 1
+        return base if n == 0 else f"{base}_{n}"
+
+    containers: dict[str, str] = {}
+    with h5py.File(path, "w") as f:
+        f.attrs["backend"] = "tensorflow"
+        f.attrs["keras_version"] = "2.15.0"
+        f.attrs["layer_names"] = np.array([layer.name.encode() for layer in train.layers])
+        for layer in train.layers:
+            group = f.create_group(layer.name)
+            if not layer.weights:
+                continue
+            owners = {}
+            for sub in layer._flatten_layers(include_self=True, recursive=True):
+                for variable in sub.weights:
+                    owners[id(variable)] = sub  # the innermost layer is seen last
+            names, owner_names = [], {}
+            for variable in published_order(layer):
+                owner = owners[id(variable)]
+                if id(owner) not in owner_names:
+                    owner_names[id(owner)] = _keras2_owner_name(owner, variable, unique, containers)
+                leaf = variable.path.rsplit("/", 1)[-1]
+                name = f"{owner_names[id(owner)]}/{leaf}:0"
+                value = rng.normal(0, 0.05, tuple(variable.shape))
+                if leaf == "moving_variance":
+                    value = np.abs(value) + 1.0
+                group.create_dataset(name, data=value.astype(np.float32))
+                names.append(name.encode())
+            group.attrs["weight_names"] = np.array(names)
+    return path

@@ -19,13 +19,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from glaviz import atomic
 from glaviz.errors import DownloadError
-
-if TYPE_CHECKING:
-    from glaviz.registry.registry import ModelEntry
 
 HOME_ENV = "GLAVIZ_HOME"
 INFO_SUFFIX = ".info.json"
@@ -33,6 +30,14 @@ PART_SUFFIX = ".part"
 
 #: Seconds a fetch waits for another process that is downloading the same file.
 LOCK_TIMEOUT_S = 6 * 3600.0
+
+
+class Published(Protocol):
+    """Anything with a published file name (a registry entry). The cache needs nothing else, so it
+    does not import the registry, and the registry can import the cache."""
+
+    @property
+    def file(self) -> str: ...
 
 
 def glaviz_home() -> Path:
@@ -49,7 +54,7 @@ def weights_dir(home: Path | None = None) -> Path:
     return (home or glaviz_home()) / "weights"
 
 
-def cached_path(entry: ModelEntry, *, home: Path | None = None) -> Path:
+def cached_path(entry: Published, *, home: Path | None = None) -> Path:
     """The one cache file of ``entry``: its published file name, never shared with another entry."""
     return weights_dir(home) / entry.file
 

@@ -1,10 +1,12 @@
 """Resumable HTTP download of one file, with retries and an optional progress bar.
 
-The published checkpoints are ~40 MB each and come from research archives and mirrors that do drop
-connections, so a download is written to ``<file>.part`` and continued with a ``Range`` request
-(``If-Range`` guards against the file having changed on the server in between). Only connection
-failures, timeouts and server-side errors (5xx, 408, 429) are retried, with exponential backoff; a
-404 or 403 will not get better by asking again.
+Used for the published checkpoints (~40 MB, from Google Drive or a mirror) and the published
+datasets (up to 243 GB, from the NIRD archive). Servers do drop connections, so a download is
+written to ``<file>.part`` and continued with a ``Range`` request (``If-Range`` guards against the
+file having changed on the server in between). Only connection failures, timeouts and server-side
+errors (5xx, 408, 429) are retried, with exponential backoff; a 404 or 403 will not get better by
+asking again. A host that never answered at all (offline, DNS failure, firewall) gets only
+``connect_attempts`` tries, so an offline machine fails in seconds.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from glaviz.errors import DownloadError
+from glaviz.progress import Progress
 from glaviz.registry.cache import remove_quietly
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -30,13 +33,15 @@ class RetryPolicy:
 
     ``attempts`` counts consecutive attempts that brought no new bytes; an attempt that made
     progress before failing resets the count, so a long download over a bad line still finishes.
-    ``max_total_attempts`` bounds everything.
+    ``max_total_attempts`` bounds everything. ``connect_attempts`` applies while the server has not
+    answered once in this download: then the network is likely down, and waiting is pointless.
     """
 
     attempts: int = 5
+    connect_attempts: int = 2
     backoff_s: float = 1.0
     max_backoff_s: float = 60.0
-    connect_timeout_s: float = 15.0
+    connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
     chunk_size: int = 1 << 20
     max_total_attempts: int = 100
@@ -46,6 +51,15 @@ class RetryPolicy:
 
 
 DEFAULT_POLICY = RetryPolicy()
+
+
+class HTTPStatusError(DownloadError):
+    """The server answered with an HTTP error that retrying will not fix (403, 404, …)."""
+
+    def __init__(self, message: str, *, status: int, url: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
 
 
 class _Retry(Exception):
@@ -89,6 +103,7 @@ def download(
     policy: RetryPolicy = DEFAULT_POLICY,
     progress: bool = False,
     label: str = "",
+    user_agent: str | None = None,
 ) -> int:
     """Download ``url`` into ``part``, resuming what is already there; return the final size.
 
@@ -106,15 +121,18 @@ def download(
         meta = {}
     validator: str | None = meta.get("validator")
 
-    session = requests.Session()
-    bar = _ProgressBar(label or part.name) if progress else None
     failures = total_attempts = 0
+    answered = False
     last_error = ""
-    try:
+    bar = Progress(progress, total=None, description=label or part.name, transfer=True)
+    with bar, requests.Session() as session:
         while True:
             total_attempts += 1
             offset = part.stat().st_size if part.exists() else 0
-            headers = {"User-Agent": f"glaviz/{__version__}", "Accept-Encoding": "identity"}
+            headers = {
+                "User-Agent": user_agent or f"glaviz/{__version__}",
+                "Accept-Encoding": "identity",
+            }
             if offset:
                 headers["Range"] = f"bytes={offset}-"
                 if validator:
@@ -127,6 +145,7 @@ def download(
                     stream=True,
                     timeout=(policy.connect_timeout_s, policy.read_timeout_s),
                 ) as response:
+                    answered = True
                     status = response.status_code
                     if status == 416 and offset:
                         # Asked for bytes past the end: done if the server's size is ours.
@@ -138,9 +157,10 @@ def download(
                     if status in _RETRY_STATUS or status >= 500:
                         raise _Retry(f"HTTP {status} {response.reason}")
                     if status >= 400:
-                        raise DownloadError(
-                            f"{url} answered HTTP {status} {response.reason}; check the mirror "
-                            "URL (--base-url or $GLAVIZ_WEIGHTS_URL) and that it holds this file"
+                        raise HTTPStatusError(
+                            f"{url} answered HTTP {status} {response.reason}",
+                            status=status,
+                            url=url,
                         )
                     expected: int | None
                     if status == 206 and offset:
@@ -158,14 +178,12 @@ def download(
                         validator = _strong_validator(response.headers)
                         _write_meta(part, url, validator)
                         mode = "wb"
-                    if bar is not None:
-                        bar.start(total=expected, completed=offset)
+                    bar.reset(total=expected, completed=offset)
                     with part.open(mode) as handle:
                         for chunk in response.iter_content(chunk_size=policy.chunk_size):
                             handle.write(chunk)
                             received += len(chunk)
-                            if bar is not None:
-                                bar.advance(len(chunk))
+                            bar.advance(len(chunk))
                     size = part.stat().st_size
                     if expected is not None and size != expected:
                         if size > expected:
@@ -184,7 +202,8 @@ def download(
             except requests.RequestException as exc:
                 raise DownloadError(f"download of {url} failed: {_describe(exc)}") from None
             failures = 1 if received else failures + 1
-            if failures >= policy.attempts or total_attempts >= policy.max_total_attempts:
+            limit = policy.attempts if answered else policy.connect_attempts
+            if failures >= limit or total_attempts >= policy.max_total_attempts:
                 kept = part.exists() and part.stat().st_size > 0
                 resume = f"; {part} is kept and the next fetch resumes it" if kept else ""
                 raise DownloadError(
@@ -192,53 +211,18 @@ def download(
                     f"{last_error}{resume}"
                 )
             time.sleep(policy.delay(failures))
-    finally:
-        if bar is not None:
-            bar.stop()
-        session.close()
 
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # urllib3 buries the cause in a long repr; name the usual ones plainly.
+    for marker, plain in (
+        ("NameResolutionError", "the host name could not be resolved (no network or DNS)"),
+        ("Name or service not known", "the host name could not be resolved (no network or DNS)"),
+        ("Connection refused", "the connection was refused"),
+        ("ConnectTimeout", "the connection timed out"),
+        ("Network is unreachable", "the network is unreachable"),
+    ):
+        if marker in text:
+            return plain
     return text[:200]
-
-
-class _ProgressBar:
-    """A rich progress bar on stderr, built only when asked for (never in quiet or batch runs)."""
-
-    def __init__(self, label: str) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._label = label
-        self._task: Any = None
-
-    def start(self, *, total: int | None, completed: int) -> None:
-        if self._task is None:
-            self._progress.start()
-            self._task = self._progress.add_task(self._label, total=total, completed=completed)
-        else:
-            self._progress.reset(self._task, total=total, completed=completed)
-
-    def advance(self, n: int) -> None:
-        self._progress.advance(self._task, n)
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._progress.stop()

@@ -1,5 +1,11 @@
 """Fetching published weights into the cache: download or import, verify, then rename into place.
 
+Sources, in order: a mirror (``--base-url`` or ``$GLAVIZ_WEIGHTS_URL``), an entry's own ``urls``,
+then the authors' public Google Drive folder (by the entry's file id, else by its file name in the
+folder listing). The first source that yields a file decides: a file that fails verification is
+an error, not a reason to try the next source; so is a source that fails mid-file (its `.part` is
+resumed from it by the next fetch, never spliced with bytes from another source).
+
 Every path into the cache goes through the same three steps, under the file's inter-process lock:
 write to a temporary file in the cache folder, verify it (sha256 when the registry pins one, and
 always a full load into the GlaViTU architecture with every tensor's shape checked), then
@@ -38,6 +44,7 @@ from glaviz.registry.cache import (
     write_json_atomic,
 )
 from glaviz.registry.download import DEFAULT_POLICY, RetryPolicy, discard_partial, download
+from glaviz.registry.drive import download_file, drive_url, find_file, html_page, refusal
 from glaviz.registry.registry import ModelEntry, load_registry, packaged_path
 
 logger = logging.getLogger(__name__)
@@ -68,6 +75,7 @@ class CacheStatus:
     cached: bool
     size: int | None
     packaged: bool
+    sha256: str | None = None  # recorded when the file was verified; pinned for packaged files
 
 
 # --------------------------------------------------------------------------------------------------
@@ -103,23 +111,23 @@ def mirror_source(base_url: str, file: str) -> str:
     return base.rstrip("/") + "/" + quote(file)
 
 
-def sources(entry: ModelEntry, base_url: str | None = None) -> list[str]:
-    """Where to get ``entry``: the mirror (argument or ``$GLAVIZ_WEIGHTS_URL``), else its urls."""
+@dataclass(frozen=True)
+class Source:
+    """One place to get a model from: a mirror or direct URL, or the Drive (id, or by name)."""
+
+    kind: Literal["mirror", "url", "drive"]
+    location: str  # URL or folder path; for "drive" the file id, "" to find it by name
+
+
+def sources(entry: ModelEntry, base_url: str | None = None) -> list[Source]:
+    """Where to get ``entry``, in order: the mirror, the entry's own urls, the Google Drive."""
     base = base_url if base_url is not None else os.environ.get(WEIGHTS_URL_ENV, "")
+    found = []
     if base and base.strip():
-        return [mirror_source(base, entry.file)]
-    return list(entry.urls)
-
-
-def no_source_message(entry: ModelEntry) -> str:
-    registry = load_registry()
-    return (
-        f"no download URL is known for model {entry.name!r} ({entry.file}) and no mirror is set. "
-        f"The published weights are in the research data archive doi:{registry.archive_doi} "
-        f"({registry.archive_url}); download {entry.file} from there and import it with: "
-        f"glaviz fetch-weights {entry.name} --from FILE "
-        f"(or name a mirror with --base-url URL or ${WEIGHTS_URL_ENV})"
-    )
+        found.append(Source("mirror", mirror_source(base, entry.file)))
+    found += [Source("url", url) for url in entry.urls]
+    found.append(Source("drive", entry.drive_id or ""))
+    return found
 
 
 # --------------------------------------------------------------------------------------------------
@@ -217,23 +225,23 @@ def fetch_model(
     if packaged is not None:
         return FetchResult(entry, packaged, "packaged", None, packaged.stat().st_size, None)
     target = cached_path(entry, home=home)
-    urls = sources(entry, base_url)
+    plan = sources(entry, base_url)
     with locked(target):
         if target.is_file() and not force:
             info = read_info(target)
             digest = str(info["sha256"]) if info else None
             return FetchResult(entry, target, "cached", None, target.stat().st_size, digest)
-        if not urls:
-            raise DownloadError(no_source_message(entry))
         part = part_path(target)
         if force:
             discard_partial(part)
         errors: list[str] = []
-        for url in urls:
+        for source in plan:
             try:
-                _get(url, part, entry=entry, policy=policy, progress=progress)
+                url = _get(source, part, entry=entry, policy=policy, progress=progress)
             except (DownloadError, InputError) as exc:
                 errors.append(str(exc))
+                if part.is_file() and part.stat().st_size:
+                    break  # a partial download is resumed from this source next time, not spliced
                 continue
             try:
                 record = verify_weights(part, entry, label=url)
@@ -245,14 +253,34 @@ def fetch_model(
             _install(part, target, record, url)
             discard_partial(part)
             return FetchResult(entry, target, "downloaded", url, record["size"], record["sha256"])
-        hint = f"; or import a copy by hand: glaviz fetch-weights {entry.name} --from FILE"
+        drive = load_registry().drive
+        hint = (
+            f"; or download {entry.file} in a browser from {drive.url} and import it: "
+            f"glaviz fetch-weights {entry.name} --from FILE"
+        )
         raise DownloadError("; ".join(errors) + hint)
 
 
-def _get(url: str, part: Path, *, entry: ModelEntry, policy: RetryPolicy, progress: bool) -> None:
+def _get(
+    source: Source, part: Path, *, entry: ModelEntry, policy: RetryPolicy, progress: bool
+) -> str:
+    """Put ``source``'s copy of ``entry`` into ``part``; return the URL or path it came from."""
+    if source.kind == "drive":
+        base = drive_url()
+        file_id = source.location or find_file(
+            entry.file, load_registry().drive.folder_id, base=base, policy=policy
+        )
+        return download_file(
+            file_id, part, file=entry.file, base=base, policy=policy, progress=progress
+        )
+    url = source.location
     if urlsplit(url).scheme in ("http", "https"):
         download(url, part, policy=policy, progress=progress, label=entry.file)
-        return
+        page = html_page(part)
+        if page is not None:  # a mirror's error page or login wall saved as the file
+            discard_partial(part)
+            raise refusal(page, source=url, file=entry.file)
+        return url
     local = Path(url2pathname(urlsplit(url).path)) if url.startswith("file:") else Path(url)
     if not local.is_file():
         raise InputError(f"mirror file {local} does not exist")
@@ -263,6 +291,7 @@ def _get(url: str, part: Path, *, entry: ModelEntry, policy: RetryPolicy, progre
         os.replace(tmp, part)
     finally:
         remove_quietly(tmp)
+    return url
 
 
 def import_model(
@@ -322,6 +351,8 @@ def cache_status(*, home: Path | None = None) -> list[CacheStatus]:
         packaged = packaged_path(entry)
         path = packaged or cached_path(entry, home=home)
         cached = path.is_file()
+        info = read_info(path) if cached and packaged is None else None
+        digest = str(info["sha256"]) if info else (entry.sha256 if packaged else None)
         rows.append(
             CacheStatus(
                 entry=entry,
@@ -329,6 +360,7 @@ def cache_status(*, home: Path | None = None) -> list[CacheStatus]:
                 cached=cached,
                 size=path.stat().st_size if cached else None,
                 packaged=packaged is not None,
+                sha256=digest,
             )
         )
     return rows

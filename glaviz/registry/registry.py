@@ -1,8 +1,10 @@
 """The registry of published GlaViTU models, and resolution of ``--weights`` / ``--calibration``.
 
-The registry is data (``glaviz/data/registry.toml``), validated once into pydantic models. Every
-entry owns one cache file named after its published file, so two models can never share a cached
-file and load each other's weights by mistake (the torchgeo #4037 failure).
+The registry is data (``glaviz/data/registry.toml``), validated once into pydantic models. A user
+file named by ``$GLAVIZ_REGISTRY`` is merged over it (to pin a sha256, add a Drive id or a model)
+and validated the same way. Every entry owns one cache file named after its published file, so two
+models can never share a cached file and load each other's weights by mistake (the torchgeo #4037
+failure).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from glaviz.errors import ConfigError
 from glaviz.groups import REGIONS, group_bands, parse_features
+from glaviz.registry.cache import cached_path, read_info
+
+#: A user TOML merged over the packaged registry (same schema; ``[[model]]`` tables by ``name``).
+REGISTRY_ENV = "GLAVIZ_REGISTRY"
 
 Strategy = Literal["global", "regional", "finetuning", "region_encoding", "coordinate_encoding"]
 LocationEncoding = Literal["none", "region", "coordinate"]
@@ -35,10 +41,12 @@ CONFIRMABLE = frozenset(
         "regions",
         "calibration",
         "patch_size",
+        "drive_id",
     }
 )
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_DRIVE_ID = re.compile(r"^[A-Za-z0-9_-]{10,}$")
 _UNKNOWN = {"", "unknown", "none"}
 
 
@@ -63,6 +71,7 @@ class ModelEntry(BaseModel):
     patch_size: int = Field(default=384, gt=0, multiple_of=16)
     calibration: str | None = None
     sha256: str | None = None
+    drive_id: str | None = None
     urls: tuple[str, ...] = ()
     packaged: str | None = None
     unconfirmed: tuple[str, ...] = ()
@@ -109,6 +118,17 @@ class ModelEntry(BaseModel):
             if not _SHA256.fullmatch(value.strip().lower()):
                 raise ValueError("expected 64 hexadecimal digits or 'unknown'")
             return value.strip().lower()
+        return value
+
+    @field_validator("drive_id", mode="before")
+    @classmethod
+    def _check_drive_id(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().lower() in _UNKNOWN:
+                return None
+            if not _DRIVE_ID.fullmatch(value.strip()):
+                raise ValueError("expected a Google Drive file id (letters, digits, '-', '_')")
+            return value.strip()
         return value
 
     @field_validator("calibration", "packaged", mode="before")
@@ -163,14 +183,27 @@ class ModelEntry(BaseModel):
         return (self.name, *self.aliases, self.file, stem, stem.removesuffix("_weights"))
 
 
+class DriveFolder(BaseModel):
+    """The authors' public Google Drive folder that holds the published weights."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    folder_id: str = Field(pattern=_DRIVE_ID.pattern)
+    link: str = ""
+    evidence: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"https://drive.google.com/drive/folders/{self.folder_id}"
+
+
 class Registry(BaseModel):
-    """All published models plus where the archive lives."""
+    """All published models plus where they are published."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: int = Field(alias="schema")
-    archive_doi: str
-    archive_url: str
+    drive: DriveFolder
     models: tuple[ModelEntry, ...] = Field(alias="model")
 
     @model_validator(mode="after")
@@ -217,33 +250,81 @@ def _data_file(*parts: str) -> Path:
     return Path(str(resources.files("glaviz").joinpath("data", *parts)))
 
 
-@functools.cache
 def load_registry(path: Path | None = None) -> Registry:
     """Read and validate the registry (the packaged one unless ``path`` is given); cached.
 
-    A broken registry is a packaging bug or a bad user file: either way a :class:`ConfigError` that
-    names every invalid field, not a traceback.
+    ``$GLAVIZ_REGISTRY`` names a user TOML merged over it. A broken registry is a packaging bug or
+    a bad user file: either way a :class:`ConfigError` that names every invalid field, not a
+    traceback.
     """
-    path = path or _data_file("registry.toml")
+    override = os.environ.get(REGISTRY_ENV, "").strip()
+    user = Path(override).expanduser() if override else None
+    # The user file's size and time are part of the cache key: an edited override is re-read.
+    stamp = None
+    if user is not None and user.is_file():
+        stat = user.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    return _load(path or _data_file("registry.toml"), user, stamp)
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            raw = tomllib.load(handle)
+            return tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read the model registry {path}: {exc}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+
+
+def merge_registry(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: tables merge key by key, ``[[model]]`` entries by ``name``.
+
+    An override entry whose ``name`` is new adds a model; one naming an existing model replaces
+    only the fields it gives (``sha256 = "…"`` pins a digest and keeps everything else).
+    """
+    merged = {k: v for k, v in base.items() if k != "model"}
+    for key, value in override.items():
+        if key == "model":
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    models = [dict(m) for m in base.get("model", [])]
+    by_name = {m.get("name"): m for m in models}
+    for entry in override.get("model", []):
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ConfigError(f"every [[model]] in ${REGISTRY_ENV} needs a name; got {entry!r}")
+        if entry["name"] in by_name:
+            by_name[entry["name"]].update(entry)
+        else:
+            models.append(dict(entry))
+            by_name[entry["name"]] = models[-1]
+    merged["model"] = models
+    return merged
+
+
+@functools.cache
+def _load(path: Path, override: Path | None, stamp: tuple[int, int] | None) -> Registry:
+    raw = _read_toml(path, "the model registry")
+    where = str(path)
+    if override is not None:
+        user = _read_toml(override, f"the registry override ${REGISTRY_ENV}")
+        raw = merge_registry(raw, user)
+        where = f"{path} merged with ${REGISTRY_ENV}={override}"
     try:
         registry = Registry.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
-        raise ConfigError(f"invalid model registry {path}: {problems}") from None
+        raise ConfigError(f"invalid model registry ({where}): {problems}") from None
     missing = [
         f"{e.name} → {e.calibration}"
         for e in registry.models
         if e.calibration and not _data_file("calibration", f"{e.calibration}.json").is_file()
     ]
     if missing:
-        raise ConfigError(f"registry {path} names calibrations that are not packaged: {missing}")
+        raise ConfigError(f"registry ({where}) names calibrations that are not packaged: {missing}")
     return registry
 
 
@@ -333,8 +414,6 @@ class ResolvedWeights:
     def _verified(self) -> dict[str, object] | None:
         if self.source != "cache":
             return None
-        from glaviz.registry.cache import read_info
-
         return read_info(self.path)
 
 
@@ -357,7 +436,6 @@ def resolve_weights(spec: str | os.PathLike[str], *, home: Path | None = None) -
     anything else unknown is a :class:`ConfigError` listing the known names.
     """
     from glaviz.errors import WeightsError
-    from glaviz.registry.cache import cached_path
 
     text = os.fspath(spec)
     as_path = Path(text).expanduser()

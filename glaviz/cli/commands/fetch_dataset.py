@@ -1,0 +1,176 @@
+"""``glaviz fetch-dataset``: the published datasets from the NIRD research data archive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from glaviz.cli.app import app
+from glaviz.cli.state import console, state
+
+if TYPE_CHECKING:
+    from glaviz.registry.fetch_dataset import DatasetResult, FileStatus
+
+
+@app.command("fetch-dataset")
+def fetch_dataset(
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="benchmark (the 20230905 files), demo (the gsgm DEMO files) or independent "
+            "(four test areas: features pickle + reference raster).",
+            metavar="NAME",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        list[str] | None,
+        typer.Option("--split", help="train, val or test (repeatable; default: all three)."),
+    ] = None,
+    area: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--area",
+            help="swiss_alps, sc1, alaska or southern_canada (repeatable; default: all four).",
+        ),
+    ] = None,
+    to: Annotated[
+        Path, typer.Option("--to", help="Folder to download into.", file_okay=False)
+    ] = Path("."),
+    list_files: Annotated[
+        bool, typer.Option("--list", help="List the files with sizes and md5 (offline).")
+    ] = False,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="Mirror of the archive's download folder. Default: $GLAVIZ_DATASET_URL, else "
+            "the NIRD archive.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Download again even if the file is there.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout.")
+    ] = False,
+) -> None:
+    """Download published datasets (doi:10.11582/2024.00168, CC-BY-4.0) into a folder.
+
+    Downloads resume (HTTP range requests, also after an interrupted run), are md5-verified
+    against the archive's table of contents and appear under their names only when complete.
+    The free space is checked before the first byte.
+
+    Example: glaviz fetch-dataset independent --area swiss_alps --to data/
+    """
+    from glaviz.config.fetch import FetchDatasetConfig, build_config
+    from glaviz.registry import archive
+    from glaviz.registry import fetch_dataset as engine
+
+    config = build_config(
+        FetchDatasetConfig,
+        name=name,
+        splits=tuple(split or ()),
+        areas=tuple(area or ()),
+        to=to,
+        list_only=list_files,
+        base_url=base_url,
+        force=force,
+    )
+    files = archive.select(config.name, splits=config.splits, areas=config.areas)
+    if config.list_only:
+        rows = engine.status(files, config.to)
+        if as_json:
+            _print_json({"files": [_status_json(r) for r in rows], "folder": str(config.to)})
+        else:
+            _print_table(rows, config.to)
+        return
+    results = engine.fetch_files(
+        files,
+        to=config.to,
+        mirror=config.base_url,
+        force=config.force,
+        progress=state.show_progress,
+    )
+    if as_json:
+        _print_json({"files": [_result_json(r) for r in results]})
+    elif not state.quiet:
+        for r in results:
+            how = f"downloaded from {r.source}, md5 verified" if r.source else "already there"
+            console.print(
+                f"{r.file.name}: {how} → {r.path} ({r.file.size / 1e9:.2f} GB)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def _file_json(row: FileStatus | DatasetResult) -> dict[str, object]:
+    f = row.file
+    return {
+        "name": f.name,
+        "dataset": f.dataset,
+        "split": f.split,
+        "area": f.area,
+        "kind": f.kind,
+        "bytes": f.size,
+        "md5": f.md5,
+        "path": str(row.path),
+    }
+
+
+def _status_json(row: FileStatus) -> dict[str, object]:
+    return {**_file_json(row), "present": row.present, "partial_bytes": row.partial_bytes}
+
+
+def _result_json(row: DatasetResult) -> dict[str, object]:
+    return {**_file_json(row), "status": row.status, "source": row.source}
+
+
+def _print_json(data: dict[str, object]) -> None:
+    import json
+
+    print(json.dumps(data, indent=2))
+
+
+def _print_table(rows: list[FileStatus], folder: Path) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from glaviz.registry.archive import load_archive
+
+    record = load_archive()
+    table = Table(
+        title=f"doi:{record.doi} ({record.license}, version {record.version})",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+    )
+    for column in ("dataset", "split/area", "file", "bytes", "size", "md5", "here"):
+        justify = "right" if column in ("bytes", "size") else "left"
+        table.add_column(column, justify=justify, no_wrap=True)
+    for row in rows:
+        f = row.file
+        here = (
+            "yes" if row.present else (f"part {row.partial_bytes:,}" if row.partial_bytes else "no")
+        )
+        table.add_row(f.dataset, f.part, f.name, f"{f.size:,}", _human(f.size), f.md5, here)
+    total = sum(r.file.size for r in rows)
+    out = console
+    if not console.is_terminal:
+        # Piped output (scripts, logs) is not squeezed into 80 columns: one line per file.
+        out = Console(width=max(console.width, 160), no_color=console.no_color)
+    out.print(table)
+    out.print(
+        f"{len(rows)} files, {total:,} bytes ({total / 1e9:.1f} GB); folder: {folder}; "
+        f"source: {record.base_url}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _human(size: int) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
