@@ -160,7 +160,9 @@ def label_polygons(labels: np.ndarray, transform: Any) -> dict[int, Any]:
     return {k: (v[0] if len(v) == 1 else union_all(v)) for k, v in parts.items()}
 
 
-def divide_lines(polygons: dict[int, Any], pairs: list[tuple[int, int]]) -> list[tuple[int, int, Any]]:
+def divide_lines(
+    polygons: dict[int, Any], pairs: list[tuple[int, int]]
+) -> list[tuple[int, int, Any]]:
     """The shared boundary of each pair of adjacent glaciers, as merged lines."""
     from shapely import line_merge
     from shapely.geometry import LineString, MultiLineString

@@ -35,9 +35,7 @@ def fill_small_holes(ice: np.ndarray, *, max_pixels: int, keep: np.ndarray | Non
     sizes = np.bincount(background.ravel(), minlength=n + 1)
     small = sizes <= max_pixels
     small[0] = False
-    edge = np.concatenate(
-        [background[0], background[-1], background[:, 0], background[:, -1]]
-    )
+    edge = np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
     small[np.unique(edge)] = False
     if keep is not None:
         small[np.unique(background[keep])] = False

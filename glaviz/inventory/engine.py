@@ -90,9 +90,7 @@ def build_inventory(config: InventoryConfig, *, progress: bool = False) -> Inven
         ) as bar:
             for k, box in enumerate(objects, start=1):
                 if box is not None:
-                    _one_complex(
-                        k, box, labels, scene, dem, reference, config, params, collected
-                    )
+                    _one_complex(k, box, labels, scene, dem, reference, config, params, collected)
                 bar.advance()
         timings["complexes_s"] = time.perf_counter() - t_loop
         del labels
@@ -138,7 +136,7 @@ def _one_complex(
 
     grid = scene.grid
     xres, yres = grid.xres, grid.yres
-    margin = int(math.ceil(params.margin_m / min(xres, yres))) + 2
+    margin = math.ceil(params.margin_m / min(xres, yres)) + 2
     rows = slice(max(box[0].start - margin, 0), min(box[0].stop + margin, grid.height))
     cols = slice(max(box[1].start - margin, 0), min(box[1].stop + margin, grid.width))
     mask = labels[rows, cols] == k
@@ -265,15 +263,17 @@ def _assemble(
     if reference is not None:
         id_col = reference.id_field
         attrs = [col for col in reference.frame.columns if col not in (id_col, "geometry")]
-        refs = glaciers["ref"].tolist() if len(glaciers) else []
-        glaciers[id_col] = [reference.ids[r - 1] if _known(r) else None for r in refs]
+        refs = [int(r) if _known(r) else None for r in c_refs(c)]
+        glaciers[id_col] = [reference.ids[r - 1] if r else None for r in refs]
         for col in attrs:
             values = reference.frame[col].tolist()
-            glaciers[f"ref_{col}"] = [values[r - 1] if _known(r) else None for r in refs]
+            glaciers[f"ref_{col}"] = [values[r - 1] if r else None for r in refs]
         order = ["glaviz_id", id_col] + order[1:] + [f"ref_{col}" for col in attrs]
         vanished = _vanished(scene, reference, c.seen_refs)
-    glaciers = glaciers[[*order, "geometry"]] if len(glaciers) else glaciers.reindex(
-        columns=[*order, "geometry"]
+    glaciers = (
+        glaciers[[*order, "geometry"]]
+        if len(glaciers)
+        else glaciers.reindex(columns=[*order, "geometry"])
     )
     hyps = pd.DataFrame(c.hypsometry, columns=["glaviz_id", "band_min_m", "band_max_m", "permille"])
     divides = gpd.GeoDataFrame(
@@ -294,6 +294,11 @@ def _assemble(
         "vanished": 0 if vanished is None else len(vanished),
     }
     return layers, counts
+
+
+def c_refs(c: _Collected) -> list[Any]:
+    """The reference number of each collected glacier (``None`` for new ones)."""
+    return [row["ref"] for row in c.glaciers]
 
 
 def _known(r: Any) -> bool:
@@ -319,10 +324,10 @@ def _vanished(scene: Any, reference: Any, seen: set[int]) -> Any:
         if i in seen:
             continue
         win = from_bounds(*geom.bounds, transform=grid.transform)
-        r0 = max(int(math.floor(win.row_off)), 0)
-        c0 = max(int(math.floor(win.col_off)), 0)
-        r1 = min(int(math.ceil(win.row_off + win.height)), grid.height)
-        c1 = min(int(math.ceil(win.col_off + win.width)), grid.width)
+        r0 = max(math.floor(win.row_off), 0)
+        c0 = max(math.floor(win.col_off), 0)
+        r1 = min(math.ceil(win.row_off + win.height), grid.height)
+        c1 = min(math.ceil(win.col_off + win.width), grid.width)
         if r1 <= r0 or c1 <= c0:
             continue  # outside the scene: nothing is known about it
         rows, cols = slice(r0, r1), slice(c0, c1)

@@ -33,8 +33,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from glaviz.inventory.cleanup import BACKGROUND_STRUCTURE, ICE_STRUCTURE, kienholz_rule
-from glaviz.inventory.cleanup import merge_slivers
+from glaviz.inventory.cleanup import (
+    BACKGROUND_STRUCTURE,
+    ICE_STRUCTURE,
+    kienholz_rule,
+    merge_slivers,
+)
 
 #: pyflwdir's D8 codes for (drow, dcol) and its pit / nodata values.
 D8_CODES = {
@@ -145,8 +149,9 @@ def kienholz_split(
     if not flowsheds.any():
         return Split(ones, ones.copy())
     # Ice draining to no pour point joins a neighbouring flowshed, across the lowest ground.
-    flowsheds = watershed(z_for_watershed(dem, finite), markers=flowsheds, mask=complex_mask,
-                          connectivity=1).astype(np.int32)
+    flowsheds = watershed(
+        z_for_watershed(dem, finite), markers=flowsheds, mask=complex_mask, connectivity=1
+    ).astype(np.int32)
 
     groups = _merge_by_radius(flowsheds, complex_mask, rows, cols, radius, xres, yres)
     labels = groups[flowsheds]
@@ -211,7 +216,7 @@ def _merge_by_radius(
     yres: float,
 ) -> np.ndarray:
     """Union of flowsheds touched by each pour point's circle; returns a map old id → group."""
-    n = int(flowsheds.max())
+    n = max(int(flowsheds.max()), int(rows.size))
     parent = np.arange(n + 1)
 
     def find(i: int) -> int:

@@ -146,7 +146,7 @@ def utm_crs(lon: float, lat: float) -> Any:
     """The WGS 84 / UTM zone CRS of a point (north or south)."""
     from rasterio.crs import CRS
 
-    zone = min(max(int(math.floor((lon + 180.0) / 6.0)) + 1, 1), 60)
+    zone = min(max(math.floor((lon + 180.0) / 6.0) + 1, 1), 60)
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
@@ -320,8 +320,9 @@ class ReferenceInventory:
         shape = (rows.stop - rows.start, cols.stop - cols.start)
         left, top = transform.c, transform.f
         right, bottom = transform * (shape[1], shape[0])
-        hits = self._sindex.query(box(min(left, right), min(top, bottom), max(left, right),
-                                      max(top, bottom)))
+        hits = self._sindex.query(
+            box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+        )
         if len(hits) == 0:
             return np.zeros(shape, dtype=np.uint32)
         geoms = self.frame.geometry.values

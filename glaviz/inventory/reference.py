@@ -30,8 +30,9 @@ def reference_split(
 
     seeds = np.where(complex_mask, markers, 0)
     if seeds.any():
-        assigned = watershed(z_for_watershed(dem), markers=seeds.astype(np.int64),
-                             mask=complex_mask, connectivity=1)
+        assigned = watershed(
+            z_for_watershed(dem), markers=seeds.astype(np.int64), mask=complex_mask, connectivity=1
+        )
     else:
         assigned = np.zeros(complex_mask.shape, dtype=np.int64)
     present = np.unique(assigned[assigned > 0])
