@@ -340,3 +340,38 @@ def test_fill_small_holes_keeps_nunataks_and_unknown_holes() -> None:
     keep[2, 9] = True
     assert fill_small_holes(ice, max_pixels=4, keep=keep) == 1
     assert ice[2, 2] and not ice[6, 6] and not ice[2, 9]
+
+
+def test_geographic_outlines_work_in_utm(tmp_path: Path) -> None:
+    """Outlines in longitude/latitude are warped to their UTM zone; the DEM stays in its own CRS."""
+    mask = np.zeros((60, 80), np.uint8)
+    mask[15:45, 20:60] = 1
+    px_deg = 0.0002  # about 22 m × 15 m at 46° N
+    write_tif(tmp_path / "outlines.tif", mask, crs="EPSG:4326", px=px_deg, origin=(9.0, 46.95))
+    yy, _ = np.mgrid[0:200, 0:200].astype(float)
+    write_tif(
+        tmp_path / "dem.tif",
+        (3000 - 2.0 * yy).astype(np.float32),
+        px=10.0,
+        origin=(499500.0, 5200500.0),
+    )
+    config = InventoryConfig(
+        source=tmp_path / "outlines.tif", dem=tmp_path / "dem.tif", output=tmp_path / "g.gpkg"
+    )
+    result = build_inventory(config)
+    glaciers = gpd.read_file(result.output, layer="glaciers")
+    assert len(glaciers) == 1 and glaciers.crs.to_epsg() == 32632
+    from pyproj import Geod
+    from shapely.geometry import box
+
+    expected = (
+        abs(
+            Geod(ellps="WGS84").geometry_area_perimeter(
+                box(9.0 + 20 * px_deg, 46.95 - 45 * px_deg, 9.0 + 60 * px_deg, 46.95 - 15 * px_deg)
+            )[0]
+        )
+        / 1e6
+    )
+    assert glaciers.area_km2.iloc[0] == pytest.approx(expected, rel=0.03)
+    assert 9.0 < glaciers.cenlon.iloc[0] < 9.016 and 46.94 < glaciers.cenlat.iloc[0] < 46.95
+    assert glaciers.dem_valid_frac.iloc[0] == 1.0
