@@ -173,6 +173,25 @@ def evaluate(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def _truth_polygons(truth: Path) -> Path:
+    """The true glaciers as a reference inventory (``rgi_id`` = their label)."""
+    import geopandas as gpd
+    from rasterio import features
+    from shapely.geometry import shape
+
+    with rasterio.open(truth) as src:
+        labels = src.read(1)
+        transform, crs = src.transform, src.crs
+    geoms, ids = [], []
+    for geom, value in features.shapes(labels, mask=labels > 0, transform=transform):
+        geoms.append(shape(geom))
+        ids.append(f"T{int(value)}")
+    frame = gpd.GeoDataFrame({"rgi_id": ids}, geometry=geoms, crs=crs).dissolve("rgi_id")
+    path = truth.with_name("reference.gpkg")
+    frame.reset_index().to_file(path)
+    return path
+
+
 def scale(args: argparse.Namespace) -> dict[str, object]:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="glaviz-inventory-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -280,7 +280,7 @@ def _error_case(tmp_path: Path, case: str) -> list[str]:
     dem = np.full((30, 30), 2500, np.float32)
     write_tif(tmp_path / "outlines.tif", mask, nodata=255, crs=None if case == "no-crs" else CRS)
     origin = (ORIGIN[0] + 1e6, ORIGIN[1]) if case == "dem" else ORIGIN
-    write_tif(tmp_path / "dem.tif", dem, origin=origin)
+    write_tif(tmp_path / "dem.tif", dem, origin=origin, crs=None if case == "dem-no-crs" else CRS)
     args = ["inventory", str(tmp_path / "outlines.tif"), "--dem", str(tmp_path / "dem.tif")]
     if case == "reference":
         from shapely.geometry import box
@@ -298,6 +298,7 @@ def _error_case(tmp_path: Path, case: str) -> list[str]:
     ("case", "words"),
     [
         ("no-crs", "no CRS"),
+        ("dem-no-crs", "DEM"),
         ("dem", "does not overlap"),
         ("reference", "does not overlap"),
     ],
