@@ -196,29 +196,23 @@ def scale(args: argparse.Namespace) -> dict[str, object]:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="glaviz-inventory-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    outlines, dem, _ = write_scene(
-        workdir,
-        size=args.size,
-        px=10.0,
-        spacing=args.spacing,
-        seed=args.seed,
-        patches=args.patches,
-    )
+    outlines, dem = workdir / "outlines.tif", workdir / "dem.tif"
+    if not (args.reuse and outlines.exists() and dem.exists()):
+        write_scene(
+            workdir,
+            size=args.size,
+            px=10.0,
+            spacing=args.spacing,
+            seed=args.seed,
+            patches=args.patches,
+        )
+    extra: list[str] = []
+    if args.method != "dem":
+        extra = ["--reference", str(_truth_polygons(workdir / "truth.tif"))]
     generated = time.perf_counter() - t0
     out = workdir / "glaciers.gpkg"
-    wall, rss, text = _glaviz(
-        [
-            "inventory",
-            str(outlines),
-            "--dem",
-            str(dem),
-            "--method",
-            args.method,
-            "-o",
-            str(out),
-            "--overwrite",
-        ]
-    )
+    command = ["inventory", str(outlines), "--dem", str(dem), "--method", args.method]
+    wall, rss, text = _glaviz([*command, "-o", str(out), "--overwrite", *extra])
     record = json.loads((workdir / "glaciers.run.json").read_text())
     result = {
         "size": args.size,
@@ -305,6 +299,7 @@ def main() -> None:
     sc.add_argument("--seed", type=int, default=11)
     sc.add_argument("--method", default="dem")
     sc.add_argument("--workdir", type=Path, default=None)
+    sc.add_argument("--reuse", action="store_true", help="keep a scene already in --workdir")
     fg = sub.add_parser("figure", help="draw docs/inventory-split.png")
     fg.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
