@@ -62,10 +62,11 @@ def run(tmp_path: Path, mask: np.ndarray, dem: np.ndarray, **options):
     return result, glaciers
 
 
-def test_roof_splits_into_two_glaciers_at_the_ridge(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tilt", [0.0, 3.0])
+def test_roof_splits_into_two_glaciers_at_the_ridge(tmp_path: Path, tilt: float) -> None:
     h, w, ridge = 80, 100, 50
     yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    dem = 3000 - 8.0 * np.abs(xx - ridge) - 3.0 * yy  # ridge along column 50, tilted south
+    dem = 3000 - 8.0 * np.abs(xx - ridge) - tilt * yy  # ridge along column 50
     mask = np.zeros((h, w), np.uint8)
     mask[10:70, 14:87] = 1
     result, glaciers = run(tmp_path, mask, dem)

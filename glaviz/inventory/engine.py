@@ -263,7 +263,7 @@ def _assemble(
     if reference is not None:
         id_col = reference.id_field
         attrs = [col for col in reference.frame.columns if col not in (id_col, "geometry")]
-        refs = [int(r) if _known(r) else None for r in c_refs(c)]
+        refs = [int(r) if _known(r) else None for r in _refs_of(c)]
         glaciers[id_col] = [reference.ids[r - 1] if r else None for r in refs]
         for col in attrs:
             values = reference.frame[col].tolist()
@@ -296,7 +296,7 @@ def _assemble(
     return layers, counts
 
 
-def c_refs(c: _Collected) -> list[Any]:
+def _refs_of(c: _Collected) -> list[Any]:
     """The reference number of each collected glacier (``None`` for new ones)."""
     return [row["ref"] for row in c.glaciers]
 
