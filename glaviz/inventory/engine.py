@@ -262,7 +262,8 @@ def _assemble(
     vanished = None
     if reference is not None:
         id_col = reference.id_field
-        attrs = [col for col in reference.frame.columns if col not in (id_col, "geometry")]
+        skip = (id_col, reference.frame.geometry.name)
+        attrs = [col for col in reference.frame.columns if col not in skip]
         refs = [int(r) if _known(r) else None for r in _refs_of(c)]
         glaciers[id_col] = [reference.ids[r - 1] if r else None for r in refs]
         for col in attrs:
