@@ -377,3 +377,25 @@ def test_geographic_outlines_work_in_utm(tmp_path: Path) -> None:
     assert glaciers.area_km2.iloc[0] == pytest.approx(expected, rel=0.03)
     assert 9.0 < glaciers.cenlon.iloc[0] < 9.016 and 46.94 < glaciers.cenlat.iloc[0] < 46.95
     assert glaciers.dem_valid_frac.iloc[0] == 1.0
+
+
+def test_a_failed_write_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    import pyogrio
+
+    def broken(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pyogrio, "write_dataframe", broken)  # the hypsometry table
+    mask = np.zeros((30, 30), np.uint8)
+    mask[5:25, 5:25] = 1
+    dem = (3000 - 5.0 * np.arange(30)[:, None] * np.ones((1, 30))).astype(np.float32)
+    out = tmp_path / "out"
+    out.mkdir()
+    write_tif(out / "outlines.tif", mask, nodata=255)
+    write_tif(out / "dem.tif", dem)
+    config = InventoryConfig(
+        source=out / "outlines.tif", dem=out / "dem.tif", output=out / "g.gpkg"
+    )
+    with pytest.raises(OSError, match="disk full"):
+        build_inventory(config)
+    assert sorted(p.name for p in out.iterdir()) == ["dem.tif", "outlines.tif"]

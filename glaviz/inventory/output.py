@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from glaviz.atomic import atomic_path, write_json_atomic
+from glaviz.atomic import atomic_path
 from glaviz.errors import OutputExistsError
 
 
@@ -37,15 +37,22 @@ def write_inventory(
     record: dict[str, Any],
 ) -> list[Path]:
     """Write every layer into one GeoPackage, then the run record; all or nothing."""
+    import json
+
     import pyogrio
 
     output = Path(output)
-    with atomic_path(output, suffix=".gpkg") as tmp:
+    # Both files are complete under temporary names before either is renamed: a failure
+    # anywhere leaves neither; the record is renamed last.
+    with (
+        atomic_path(record_path(output), suffix=".json") as record_tmp,
+        atomic_path(output, suffix=".gpkg") as tmp,
+    ):
         tmp.unlink()  # GDAL creates the GeoPackage itself
         for name, frame in layers.items():
-            if hasattr(frame, "geometry") and "geometry" in getattr(frame, "columns", []):
+            if "geometry" in getattr(frame, "columns", []) and hasattr(frame, "crs"):
                 frame.to_file(tmp, layer=name, driver="GPKG", engine="pyogrio")
             else:
                 pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG")
-    record_file = write_json_atomic(record_path(output), record, default=str)
-    return [output, record_file]
+        record_tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return [output, record_path(output)]
