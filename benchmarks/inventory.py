@@ -111,6 +111,16 @@ def evaluate(args: argparse.Namespace) -> dict[str, object]:
     outlines, dem, truth = write_scene(
         workdir, size=args.size, px=args.px, spacing=args.spacing, seed=args.seed
     )
+    if args.noise_m > 0:
+        # Smooth random relief (about 200 m wavelength) on top of the ideal valleys.
+        from scipy import ndimage as ndi
+
+        with rasterio.open(dem, "r+") as dst:
+            z = dst.read(1)
+            noise = ndi.gaussian_filter(
+                np.random.default_rng(args.seed + 2).normal(size=z.shape), 100.0 / args.px
+            )
+            dst.write((z + args.noise_m * noise / noise.std()).astype(np.float32), 1)
     out = workdir / "glaciers.gpkg"
     wall, rss, _ = _glaviz(
         [
@@ -157,7 +167,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, object]:
         dtype=np.int64,
     )
     result = {
-        "scene": f"{args.size} x {args.size} px at {args.px} m, seed {args.seed}",
+        "scene": f"{args.size} x {args.size} px at {args.px} m, seed {args.seed}, "
+        f"noise {args.noise_m} m",
         "complexes": n,
         "reference_glaciers": int(ref_count.sum()),
         "dem_mode_glaciers": int(our_count.sum()),
@@ -291,6 +302,7 @@ def main() -> None:
     ev.add_argument("--px", type=float, default=20.0)
     ev.add_argument("--spacing", type=int, default=300)
     ev.add_argument("--seed", type=int, default=7)
+    ev.add_argument("--noise-m", type=float, default=0.0, help="smooth relief added (std, m)")
     ev.add_argument("--workdir", type=Path, default=None)
     sc = sub.add_parser("scale", help="10980 x 10980 wall time and peak memory")
     sc.add_argument("--size", type=int, default=10980)
