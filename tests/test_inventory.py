@@ -399,3 +399,21 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(OSError, match="disk full"):
         build_inventory(config)
     assert sorted(p.name for p in out.iterdir()) == ["dem.tif", "outlines.tif"]
+
+
+@pytest.mark.parametrize(
+    ("aspect", "sector"),
+    [(0.0, 1), (22.4, 1), (22.5, 2), (180.0, 5), (337.4, 8), (337.5, 1), (359.9, 1), (math.nan, 0)],
+)
+def test_aspect_sectors_follow_rgi(aspect: float, sector: int) -> None:
+    from glaviz.inventory.attributes import aspect_sector
+
+    assert aspect_sector(aspect) == sector
+
+
+def test_hypsometry_rounds_to_exactly_one_thousand() -> None:
+    from glaviz.inventory.attributes import hypsometry
+
+    z = np.array([10.0, 60.0, 110.0])  # three 50 m bands, a third each
+    assert hypsometry(z, 50.0) == [(0.0, 334), (50.0, 333), (100.0, 333)]
+    assert hypsometry(np.array([np.nan]), 50.0) == []
