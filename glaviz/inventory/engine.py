@@ -1,0 +1,387 @@
+"""``build_inventory``: from an ice mask to glaciers, one complex at a time.
+
+The data flow reads top to bottom: open and check every input on the working grid; fill noise
+holes; label the complexes once (4-connected, as deploy's polygons); then for each complex, on
+its bounding box plus the gutter's margin, read the DEM window, split the complex (reference
+markers or Kienholz flowsheds), merge pieces below ``--min-area``, and measure every glacier.
+Memory is the scene's masks and labels plus the largest complex's crop; the DEM and the
+reference are never held whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glaviz import __version__
+from glaviz.config.inventory import InventoryConfig
+from glaviz.progress import Progress
+
+log = logging.getLogger("glaviz.inventory")
+
+
+@dataclass(frozen=True)
+class InventoryResult:
+    """What one inventory run wrote and found."""
+
+    output: Path
+    record: Path
+    glaciers: int
+    complexes: int
+    vanished: int
+    holes_filled: int
+    methods: dict[str, int]
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Collected:
+    """Rows of the output layers, gathered complex by complex."""
+
+    glaciers: list[dict[str, Any]] = field(default_factory=list)
+    geometries: list[Any] = field(default_factory=list)
+    hypsometry: list[tuple[int, float, float, int]] = field(default_factory=list)
+    divides: list[tuple[int, int, Any]] = field(default_factory=list)
+    seen_refs: set[int] = field(default_factory=set)
+    methods: dict[str, int] = field(default_factory=dict)
+
+
+def build_inventory(config: InventoryConfig, *, progress: bool = False) -> InventoryResult:
+    """Split the ice of ``config.source`` into glaciers and write ``config.output``."""
+    from scipy import ndimage
+
+    from glaviz.inventory.cleanup import ICE_STRUCTURE, fill_small_holes
+    from glaviz.inventory.flowsheds import KienholzParams
+    from glaviz.inventory.grid import DemReader, ReferenceInventory, open_outlines
+    from glaviz.inventory.output import check_output
+
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    check_output(config.output, overwrite=config.overwrite)
+    scene = open_outlines(config.source)
+    dem = DemReader(config.dem, scene.grid)
+    try:
+        reference = (
+            ReferenceInventory(config.reference, scene.grid, config.reference_id)
+            if config.uses_reference and config.reference is not None
+            else None
+        )
+        timings["read_s"] = time.perf_counter() - t0
+        keep = scene.invalid if scene.outside is None else scene.invalid | scene.outside
+        holes = fill_small_holes(scene.ice, max_pixels=config.max_hole_pixels, keep=keep)
+        del keep
+        labels, n = ndimage.label(scene.ice, structure=ICE_STRUCTURE)
+        objects = ndimage.find_objects(labels)
+        timings["label_s"] = time.perf_counter() - t0 - timings["read_s"]
+        params = KienholzParams(
+            **{k: getattr(config, k) for k in KienholzParams.__dataclass_fields__}
+        )
+        collected = _Collected()
+        t_loop = time.perf_counter()
+        with Progress(
+            progress, total=n, description="Splitting complexes", rate_unit="complexes"
+        ) as bar:
+            for k, box in enumerate(objects, start=1):
+                if box is not None:
+                    _one_complex(k, box, labels, scene, dem, reference, config, params, collected)
+                bar.advance()
+        timings["complexes_s"] = time.perf_counter() - t_loop
+        del labels
+        t_out = time.perf_counter()
+        layers, counts = _assemble(scene, reference, config, collected)
+        record = _record(config, scene, counts, collected, holes, n, timings, t0)
+        from glaviz.inventory.output import record_path, write_inventory
+
+        write_inventory(config.output, layers=layers, record=record)
+        timings["write_s"] = time.perf_counter() - t_out
+    finally:
+        dem.close()
+    return InventoryResult(
+        output=config.output,
+        record=record_path(config.output),
+        glaciers=counts["glaciers"],
+        complexes=n,
+        vanished=counts["vanished"],
+        holes_filled=holes,
+        methods=dict(collected.methods),
+        seconds=time.perf_counter() - t0,
+        timings=timings,
+    )
+
+
+def _one_complex(
+    k: int,
+    box: tuple[slice, slice],
+    labels: np.ndarray,
+    scene: Any,
+    dem: Any,
+    reference: Any,
+    config: InventoryConfig,
+    params: Any,
+    out: _Collected,
+) -> None:
+    from scipy import ndimage
+
+    from glaviz.inventory.attributes import divide_lines, label_polygons, raster_attributes
+    from glaviz.inventory.cleanup import ICE_STRUCTURE, merge_slivers, min_area_rule, shared_edges
+    from glaviz.inventory.flowsheds import kienholz_split
+    from glaviz.inventory.reference import reference_split
+
+    grid = scene.grid
+    xres, yres = grid.xres, grid.yres
+    margin = math.ceil(params.margin_m / min(xres, yres)) + 2
+    rows = slice(max(box[0].start - margin, 0), min(box[0].stop + margin, grid.height))
+    cols = slice(max(box[1].start - margin, 0), min(box[1].stop + margin, grid.width))
+    mask = labels[rows, cols] == k
+    elevation = dem.read(rows, cols)
+    area_m2 = float(mask.sum()) * grid.pixel_area_m2
+
+    markers = reference.rasterize(rows, cols) if reference is not None else None
+    if markers is not None and (config.method == "reference" or markers[mask].any()):
+        local, refs = reference_split(mask, elevation, markers)
+        method = "reference"
+    elif area_m2 < 2 * params.sliver_area_km2 * 1e6:
+        # Too small for two glaciers that are not slivers: the split would merge back to one.
+        local, refs, method = mask.astype(np.int32), [None], "single"
+    else:
+        split = kienholz_split(mask, elevation, xres=xres, yres=yres, params=params)
+        local = split.labels
+        refs = [None] * int(local.max())
+        method = "dem"
+    out.methods[method] = out.methods.get(method, 0) + 1
+
+    protected = [i + 1 for i, r in enumerate(refs) if r is not None]
+    local, mapping = merge_slivers(
+        local,
+        is_sliver=min_area_rule(config.min_area_km2 * 1e6),
+        pixel_area=grid.pixel_area_m2,
+        pixel_length=math.sqrt(grid.pixel_area_m2),
+        protected=protected,
+    )
+    m = int(local.max())
+    new_refs: list[int | None] = [None] * m
+    for old, ref in enumerate(refs, start=1):
+        if ref is not None and mapping[old] > 0:
+            new_refs[mapping[old] - 1] = ref
+
+    edge = np.zeros(mask.shape, dtype=bool)
+    if rows.start == 0:
+        edge[0] = True
+    if rows.stop == grid.height:
+        edge[-1] = True
+    if cols.start == 0:
+        edge[:, 0] = True
+    if cols.stop == grid.width:
+        edge[:, -1] = True
+    if scene.outside is not None:
+        edge |= ndimage.binary_dilation(scene.outside[rows, cols], structure=ICE_STRUCTURE)
+    transform = grid.window_transform(rows, cols)
+    stats = raster_attributes(
+        local,
+        m,
+        dem=elevation,
+        xres=xres,
+        yres=yres,
+        transform=transform,
+        invalid=scene.invalid[rows, cols],
+        scene_edge=edge,
+        band_m=config.band_m,
+    )
+    polygons = label_polygons(local, transform)
+    first = len(out.glaciers) + 1
+    for g in range(1, m + 1):
+        s = stats[g - 1]
+        gid = first + g - 1
+        for lo, permille in s.pop("hypsometry"):
+            out.hypsometry.append((gid, lo, lo + config.band_m, permille))
+        ref = new_refs[g - 1]
+        if ref is not None:
+            out.seen_refs.add(ref)
+        out.glaciers.append({"glaviz_id": gid, "complex_id": k, "method": method, "ref": ref, **s})
+        out.geometries.append(polygons[g])
+    pairs = sorted(shared_edges(local))
+    for a, b, line in divide_lines(polygons, pairs):
+        out.divides.append((first + a - 1, first + b - 1, line))
+
+
+def _assemble(
+    scene: Any, reference: Any, config: InventoryConfig, c: _Collected
+) -> tuple[dict[str, Any], dict[str, int]]:
+    import geopandas as gpd
+    import pandas as pd
+    from pyproj import Transformer
+
+    from glaviz.inventory.attributes import geodesic_area_km2
+
+    crs = scene.grid.crs
+    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    frame = pd.DataFrame(c.glaciers)
+    glaciers = gpd.GeoDataFrame(frame, geometry=c.geometries, crs=crs)
+    if len(glaciers):
+        lonlat = glaciers.geometry.to_crs("EPSG:4326")
+        glaciers["area_km2"] = geodesic_area_km2(lonlat.values)
+        points = glaciers.geometry.representative_point()
+        glaciers["cenlon"], glaciers["cenlat"] = to_lonlat.transform(
+            points.x.to_numpy(), points.y.to_numpy()
+        )
+        glaciers["termlon"], glaciers["termlat"] = to_lonlat.transform(
+            glaciers["term_x"].to_numpy(), glaciers["term_y"].to_numpy()
+        )
+    else:
+        for name in ("area_km2", "cenlon", "cenlat", "termlon", "termlat"):
+            glaciers[name] = pd.Series(dtype="float64")
+    if scene.date is not None:
+        glaciers["date"] = scene.date
+    order = [
+        "glaviz_id",
+        "area_km2",
+        "cenlon",
+        "cenlat",
+        "zmin_m",
+        "zmax_m",
+        "zmed_m",
+        "zmean_m",
+        "slope_deg",
+        "aspect_deg",
+        "aspect_sec",
+        "termlon",
+        "termlat",
+        "dem_valid_frac",
+        "touches_scene_edge",
+        "touches_nodata",
+        "complex_id",
+        "method",
+    ] + (["date"] if scene.date is not None else [])
+    vanished = None
+    if reference is not None:
+        id_col = reference.id_field
+        skip = (id_col, reference.frame.geometry.name)
+        attrs = [col for col in reference.frame.columns if col not in skip]
+        refs = [int(r) if _known(r) else None for r in _refs_of(c)]
+        glaciers[id_col] = [reference.ids[r - 1] if r else None for r in refs]
+        for col in attrs:
+            values = reference.frame[col].tolist()
+            glaciers[f"ref_{col}"] = [values[r - 1] if r else None for r in refs]
+        order = ["glaviz_id", id_col] + order[1:] + [f"ref_{col}" for col in attrs]
+        vanished = _vanished(scene, reference, c.seen_refs)
+    glaciers = (
+        glaciers[[*order, "geometry"]]
+        if len(glaciers)
+        else glaciers.reindex(columns=[*order, "geometry"])
+    )
+    hyps = pd.DataFrame(c.hypsometry, columns=["glaviz_id", "band_min_m", "band_max_m", "permille"])
+    divides = gpd.GeoDataFrame(
+        {
+            "glacier_a": [a for a, _, _ in c.divides],
+            "glacier_b": [b for _, b, _ in c.divides],
+        },
+        geometry=[g for _, _, g in c.divides],
+        crs=crs,
+    )
+    divides["length_m"] = divides.geometry.length * _unit(crs)
+    layers: dict[str, Any] = {"glaciers": glaciers, "hypsometry": hyps, "divides": divides}
+    if vanished is not None:
+        layers["vanished"] = vanished
+    counts = {
+        "glaciers": len(glaciers),
+        "divides": len(divides),
+        "vanished": 0 if vanished is None else len(vanished),
+    }
+    return layers, counts
+
+
+def _refs_of(c: _Collected) -> list[Any]:
+    """The reference number of each collected glacier (``None`` for new ones)."""
+    return [row["ref"] for row in c.glaciers]
+
+
+def _known(r: Any) -> bool:
+    return r is not None and not (isinstance(r, float) and math.isnan(r))
+
+
+def _unit(crs: Any) -> float:
+    try:
+        return float(crs.linear_units_factor[1])
+    except Exception:  # CRSError without a linear unit
+        return 1.0
+
+
+def _vanished(scene: Any, reference: Any, seen: set[int]) -> Any:
+    """Reference glaciers inside the valid scene that received no ice."""
+    from rasterio import features
+    from rasterio.windows import from_bounds
+
+    grid = scene.grid
+    frame = reference.frame
+    keep = []
+    for i, geom in enumerate(frame.geometry.values, start=1):
+        if i in seen:
+            continue
+        win = from_bounds(*geom.bounds, transform=grid.transform)
+        r0 = max(math.floor(win.row_off), 0)
+        c0 = max(math.floor(win.col_off), 0)
+        r1 = min(math.ceil(win.row_off + win.height), grid.height)
+        c1 = min(math.ceil(win.col_off + win.width), grid.width)
+        if r1 <= r0 or c1 <= c0:
+            continue  # outside the scene: nothing is known about it
+        rows, cols = slice(r0, r1), slice(c0, c1)
+        inside = features.rasterize(
+            [(geom, 1)],
+            out_shape=(r1 - r0, c1 - c0),
+            transform=grid.window_transform(rows, cols),
+            all_touched=True,
+            dtype="uint8",
+        ).astype(bool)
+        expected = max(geom.area / grid.pixel_area_m2 * _unit(grid.crs) ** 2, 1.0)
+        if inside.sum() < 0.5 * expected:
+            continue  # mostly beyond the scene's edge
+        unknown = scene.invalid[rows, cols]
+        if scene.outside is not None:
+            unknown = unknown | scene.outside[rows, cols]
+        if (inside & ~unknown).sum() >= 0.5 * inside.sum():
+            keep.append(i - 1)
+    return frame.iloc[keep].reset_index(drop=True)
+
+
+def _record(
+    config: InventoryConfig,
+    scene: Any,
+    counts: dict[str, int],
+    c: _Collected,
+    holes: int,
+    complexes: int,
+    timings: dict[str, float],
+    t0: float,
+) -> dict[str, Any]:
+    from glaviz.records import fingerprint
+
+    settings = config.model_dump(mode="json")
+    inputs = {"outlines": scene.path, "dem": config.dem}
+    if config.reference is not None:
+        inputs["reference"] = config.reference
+    grid = scene.grid
+    return {
+        "glaviz": __version__,
+        "command": "inventory",
+        "config": settings,
+        "fingerprint": fingerprint(settings, inputs=inputs),
+        "grid": {
+            "crs": str(grid.crs),
+            "width": grid.width,
+            "height": grid.height,
+            "pixel_m": [grid.xres, grid.yres],
+        },
+        "date": scene.date,
+        "complexes": complexes,
+        "methods": c.methods,
+        "holes_filled": holes,
+        **counts,
+        "timings": {**timings, "total_s": time.perf_counter() - t0},
+    }

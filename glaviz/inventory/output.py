@@ -1,0 +1,58 @@
+"""The inventory GeoPackage and its run record, written atomically.
+
+Layers: ``glaciers`` (polygons with attributes), ``hypsometry`` (a table: one row per glacier and
+elevation band), ``divides`` (lines between adjacent glaciers) and ``vanished`` (reference
+glaciers with no ice left). The GeoPackage is built under a hidden temporary name beside the
+target and renamed only when every layer is written; the run record (``<output stem>.run.json``)
+is renamed last, so a file that has its record is complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from glaviz.atomic import atomic_path
+from glaviz.errors import OutputExistsError
+
+
+def record_path(output: Path) -> Path:
+    """Where the run record of ``output`` goes: ``glaciers.gpkg`` → ``glaciers.run.json``."""
+    return output.with_name(f"{output.stem}.run.json")
+
+
+def check_output(output: Path, *, overwrite: bool) -> None:
+    """Refuse to replace an existing inventory unless asked to."""
+    existing = [p for p in (output, record_path(output)) if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            f"{existing[0]} already exists; pass --overwrite to replace it, or choose another -o"
+        )
+
+
+def write_inventory(
+    output: Path,
+    *,
+    layers: dict[str, Any],
+    record: dict[str, Any],
+) -> list[Path]:
+    """Write every layer into one GeoPackage, then the run record; all or nothing."""
+    import json
+
+    import pyogrio
+
+    output = Path(output)
+    # Both files are complete under temporary names before either is renamed: a failure
+    # anywhere leaves neither; the record is renamed last.
+    with (
+        atomic_path(record_path(output), suffix=".json") as record_tmp,
+        atomic_path(output, suffix=".gpkg") as tmp,
+    ):
+        tmp.unlink()  # GDAL creates the GeoPackage itself
+        for name, frame in layers.items():
+            if "geometry" in getattr(frame, "columns", []) and hasattr(frame, "crs"):
+                frame.to_file(tmp, layer=name, driver="GPKG", engine="pyogrio")
+            else:
+                pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG")
+        record_tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return [output, record_path(output)]
