@@ -227,6 +227,24 @@ def test_other_globals_are_refused(tmp_path, module: str, name: str) -> None:
         load_published(path)
 
 
+def test_large_arrays_stay_in_the_file(scene) -> None:
+    data = load_published(scene["pickle"])
+    assert all(isinstance(a, np.memmap) for a in data.arrays.values())  # not copied into RAM
+    assert data.arrays["optical"].shape == (384, 384, 6) and data.crs.to_epsg() == 32632
+    strip = data.rows("optical", 0, 10)
+    assert strip.shape == (10, 130, 6) and not isinstance(strip, np.memmap)
+
+
+def test_state_of_classes_and_functions_is_not_set(tmp_path) -> None:
+    # BUILD with a (None, {attribute: value}) state would setattr on the class AffineState.
+    path = tmp_path / "x.pickle"
+    raw = b"\x80\x02caffine\nAffine\n(N}X\x09\x00\x00\x00to_affineK\x01stb."
+    path.write_bytes(raw)
+    with pytest.raises(InputError, match="refusing to set the state of a type"):
+        load_published(path)
+    assert callable(AffineState.to_affine)
+
+
 def test_damaged_files(scene, tmp_path) -> None:
     data = scene["pickle"].read_bytes()
     truncated = tmp_path / "t.pickle"

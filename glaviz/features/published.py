@@ -28,14 +28,17 @@ from __future__ import annotations
 import json
 import logging
 import math
+import mmap
 import os
 import pickle
+import struct
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -112,11 +115,72 @@ def _rasterio_crs() -> Any:
     return CRS
 
 
+@dataclass(frozen=True)
+class FileBytes:
+    """A large bytes payload left in the file: ``length`` bytes at ``offset`` of ``path``."""
+
+    path: Path
+    offset: int
+    length: int
+
+    def read(self) -> bytes:
+        with self.path.open("rb") as file:
+            file.seek(self.offset)
+            return file.read(self.length)
+
+
+def _file_array(raw: FileBytes, dtype: np.dtype, shape: tuple[int, ...], order: str) -> Any:
+    """A read-only memory map of an array whose bytes stayed in the file."""
+    dtype = np.dtype(dtype)
+    if dtype.hasobject or math.prod(shape) * dtype.itemsize != raw.length:
+        raise pickle.UnpicklingError(
+            f"array of {shape} {dtype} does not match its {raw.length} stored bytes"
+        )
+    return np.memmap(raw.path, dtype=dtype, mode="r", offset=raw.offset, shape=shape, order=order)
+
+
+class LazyArray:
+    """What ``numpy.core.multiarray._reconstruct`` makes here; :meth:`value` is the array.
+
+    numpy pickles an array as ``_reconstruct(ndarray, (0,), b"b")`` followed by a state
+    ``(version, shape, dtype, is_fortran, raw bytes)``. When the raw bytes were left in the file
+    (:class:`FileBytes`), the array becomes a memory map of them instead of a copy in RAM.
+    """
+
+    def __init__(self, subtype: Any, shape: Any, dtype: Any) -> None:
+        if subtype is not np.ndarray:
+            raise pickle.UnpicklingError(f"only plain numpy arrays are read, not {subtype!r}")
+        self._value: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise pickle.UnpicklingError("unexpected numpy array state")
+        _, shape, dtype, fortran, raw = state
+        if isinstance(raw, FileBytes):
+            self._value = _file_array(raw, dtype, tuple(shape), "F" if fortran else "C")
+        else:
+            array = _numpy_attr(_MULTIARRAY, "_reconstruct")()(np.ndarray, (0,), b"b")
+            array.__setstate__(state)
+            self._value = array
+
+    def value(self) -> Any:
+        if self._value is None:
+            raise pickle.UnpicklingError("a numpy array without its data")
+        return self._value
+
+
+def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: str) -> Any:
+    """``numpy.core.numeric._frombuffer`` (protocol 5 arrays), memory-mapping file payloads."""
+    if isinstance(buffer, FileBytes):
+        return _file_array(buffer, dtype, tuple(shape), order)
+    return _numpy_attr(_NUMERIC, "_frombuffer")()(buffer, dtype, shape, order)
+
+
 #: Every global a ``compile_features.py`` output may name, and how to resolve it.
 ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
-    **{(m, "_reconstruct"): _numpy_attr(_MULTIARRAY, "_reconstruct") for m in _MULTIARRAY},
+    **{(m, "_reconstruct"): (lambda: LazyArray) for m in _MULTIARRAY},
     **{(m, "scalar"): _numpy_attr(_MULTIARRAY, "scalar") for m in _MULTIARRAY},
-    **{(m, "_frombuffer"): _numpy_attr(_NUMERIC, "_frombuffer") for m in _NUMERIC},
+    **{(m, "_frombuffer"): (lambda: _frombuffer) for m in _NUMERIC},
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: np.dtype,
     # Protocol 2 writes bytes as _codecs.encode(text, "latin1"): a pure conversion.
@@ -132,16 +196,77 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
 }
 
 
-class PublishedUnpickler(pickle.Unpickler):
+#: Payloads from this size on stay in the file (memory-mapped) instead of being read.
+LAZY_BYTES = 1 << 20
+
+
+class PublishedUnpickler(pickle._Unpickler):
     """An unpickler that resolves only :data:`ALLOWED_GLOBALS`; anything else is an error.
 
     ``find_class`` is called when the pickle names a global, before the global can be called, so
     a refused global never runs. Persistent ids are refused by the base class already.
+
+    It is Python's own pure-Python unpickler with one change: a large bytes payload outside a
+    protocol-4 frame (numpy writes every big array's data that way) is not read but recorded as
+    :class:`FileBytes`, which :class:`LazyArray` memory-maps. A 14 GB published file then costs
+    the memory of the strips being converted, not its size. The opcode loop runs in Python, but
+    such a file holds only a few hundred opcodes.
     """
+
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
     def __init__(self, file: Any, *, path: Path) -> None:
         super().__init__(file)
         self.path = path
+        self._raw = file
+        try:  # only a real file can be memory-mapped; anything else is read as usual
+            self._size: int | None = os.fstat(file.fileno()).st_size
+        except (AttributeError, OSError, ValueError):
+            self._size = None
+
+    def _payload(self, length: int) -> bytes | FileBytes:
+        frame = self._unframer.current_frame
+        if frame is not None and frame.tell() < len(frame.getbuffer()):
+            return self.read(length)  # inside a frame: already in memory
+        self._unframer.current_frame = None
+        if self._size is None or length < LAZY_BYTES:
+            return self.read(length)
+        offset = self._raw.tell()
+        if offset + length > self._size:
+            raise EOFError(f"{length} bytes at offset {offset} run past the end of the file")
+        self._raw.seek(length, os.SEEK_CUR)
+        return FileBytes(self.path, offset, length)
+
+    def _load_binbytes(self) -> None:
+        (length,) = struct.unpack("<I", self.read(4))
+        self.append(self._payload(length))
+
+    def _load_binbytes8(self) -> None:
+        (length,) = struct.unpack("<Q", self.read(8))
+        if length > sys.maxsize:
+            raise pickle.UnpicklingError("BINBYTES8 exceeds the maximum size")
+        self.append(self._payload(length))
+
+    def _load_build(self) -> None:
+        # BUILD sets an object's state (or, failing __setstate__, its attributes): allow it only
+        # on the instances such a file builds, never on a class or function it could rewire.
+        from rasterio.crs import CRS
+
+        target = self.stack[-2] if len(self.stack) > 1 else None
+        if not isinstance(
+            target, np.dtype | np.ndarray | np.generic | CRS | AffineState | LazyArray
+        ):
+            raise pickle.UnpicklingError(
+                f"refusing to set the state of a {type(target).__name__} object"
+            )
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+
+    dispatch[pickle.BINBYTES[0]] = _load_binbytes
+    dispatch[pickle.BINBYTES8[0]] = _load_binbytes8
+    dispatch[pickle.BUILD[0]] = _load_build
+
+    def load(self) -> Any:
+        return _resolve_lazy(super().load())
 
     def find_class(self, module: str, name: str) -> Any:
         resolver = ALLOWED_GLOBALS.get((module, name))
@@ -153,6 +278,24 @@ class PublishedUnpickler(pickle.Unpickler):
                 "from these files). Do not open this file with pickle anywhere else either"
             )
         return resolver()
+
+
+def _resolve_lazy(obj: Any) -> Any:
+    """Replace the :class:`LazyArray` and :class:`FileBytes` stand-ins by arrays and bytes."""
+    if isinstance(obj, LazyArray):
+        return obj.value()
+    if isinstance(obj, FileBytes):
+        return obj.read()
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            obj[key] = _resolve_lazy(value)
+        return obj
+    if isinstance(obj, list):
+        obj[:] = [_resolve_lazy(v) for v in obj]
+        return obj
+    if isinstance(obj, tuple):
+        return tuple(_resolve_lazy(v) for v in obj)
+    return obj
 
 
 @dataclass(frozen=True)
@@ -177,15 +320,25 @@ class PublishedFeatures:
         return tuple(self.arrays)
 
     def rows(self, group: str, start: int, stop: int) -> np.ndarray:
-        """Scene rows ``start:stop`` of ``group`` without padding, ``(rows, width, C)``."""
+        """A copy of scene rows ``start:stop`` of ``group`` without padding, ``(rows, width, C)``.
+
+        A memory-mapped array's pages are handed back to the kernel after the copy, so reading
+        a whole file strip by strip does not grow this process's memory to the file's size.
+        """
         ph, pw = self.pad_height, self.pad_width
-        return self.arrays[group][ph + start : ph + stop, pw : pw + self.width]
+        array = self.arrays[group]
+        strip = np.array(array[ph + start : ph + stop, pw : pw + self.width])
+        mapping = getattr(array, "_mmap", None)  # numpy.memmap's mmap.mmap
+        if mapping is not None and hasattr(mapping, "madvise"):
+            mapping.madvise(mmap.MADV_DONTNEED)
+        return strip
 
 
 def load_published(path: str | os.PathLike[str]) -> PublishedFeatures:
     """Read and check a ``compile_features.py`` output through :class:`PublishedUnpickler`.
 
-    The file is read whole, as the published format demands: memory use is about its size.
+    The feature arrays come back as read-only memory maps of the file where numpy wrote their
+    bytes unframed (every large array), so memory use stays far below the file's size.
     """
     path = Path(path)
     if not path.is_file():
@@ -201,7 +354,6 @@ def load_published(path: str | os.PathLike[str]) -> PublishedFeatures:
                 f"{path} is not a pickle (it starts with {head!r}); --from-published expects an "
                 "AREA_features.pickle written by compile_features.py"
             )
-        _check_memory(path, size)
         file.seek(0)
         try:
             loaded = PublishedUnpickler(file, path=path).load()
@@ -209,8 +361,8 @@ def load_published(path: str | os.PathLike[str]) -> PublishedFeatures:
             raise
         except MemoryError:
             raise InputError(
-                f"not enough memory to read {path} ({size / 1e9:.1f} GB); the published format "
-                "can only be read whole, so use a machine with more RAM than the file's size"
+                f"not enough memory to read {path} ({size / 1e9:.1f} GB); it holds more small "
+                "arrays than expected of a compile_features.py output"
             ) from None
         except (
             pickle.UnpicklingError,
@@ -226,21 +378,6 @@ def load_published(path: str | os.PathLike[str]) -> PublishedFeatures:
                 f"{exc}); the file may be truncated: check its size and md5 against the archive"
             ) from None
     return _checked(path, loaded)
-
-
-def _check_memory(path: Path, size: int) -> None:
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return
-    if size > total:
-        log.warning(
-            "%s is %.1f GB and this machine has %.1f GB of RAM; the published format is read "
-            "whole, so expect swapping or a memory error",
-            path,
-            size / 1e9,
-            total / 1e9,
-        )
 
 
 def _checked(path: Path, loaded: Any) -> PublishedFeatures:
