@@ -170,8 +170,8 @@ def _benchmark_split_message(path: str | Path, command: str) -> str:
     what = f"the {known[1]} split of the {known[0]} files" if known else "a benchmark split"
     return (
         f"{path} is {what} (tiles with features and outlines), not a predictions file; "
-        f"{command} reads what glaviz predict writes: glaviz predict --weights W --dataset "
-        f"{path} -o predictions.h5, then {command} predictions.h5"
+        f"{command} reads what glaviz predict writes: run glaviz predict --weights W --dataset "
+        f"{path} -o predictions.h5, then {command} on predictions.h5"
     )
 
 
