@@ -284,3 +284,12 @@ def test_affine_of_both_library_versions() -> None:
     array = np.arange(12.0).reshape(2, 3, 2)
     for protocol in (2, 4, 5):
         np.testing.assert_array_equal(_load(pickle.dumps(array, protocol=protocol)), array)
+
+
+def test_self_referencing_structure_is_an_error(tmp_path) -> None:
+    path = tmp_path / "loop.pickle"
+    loop: list = []
+    loop.append(loop)
+    path.write_bytes(pickle.dumps((loop, {}), protocol=4))
+    with pytest.raises(InputError, match=r"not a compile_features\.py output|RecursionError"):
+        load_published(path)

@@ -372,6 +372,7 @@ def load_published(path: str | os.PathLike[str]) -> PublishedFeatures:
             AttributeError,
             IndexError,
             KeyError,
+            RecursionError,
         ) as exc:
             raise InputError(
                 f"cannot read {path} as a compile_features.py output ({type(exc).__name__}: "

@@ -42,6 +42,8 @@ def features(
     --optical and --elevation are required unless --from-published names a published file.
 
     Example: glaviz features -o stack.tif --optical s2.tif --elevation dem.tif
+
+    Example: glaviz features --from-published swiss_alps_features-004.pickle -o stack.tif
     """
     from pydantic import ValidationError
 
