@@ -1,22 +1,30 @@
 """Reader for the benchmark HDF5 layout (train/val/test splits), shared by train and predict.
 
 Layout, as published (konstantin-a-maslov/scalable_glacier_mapping: ``dataloaders/``,
-``predict.py``): one HDF5 group per tile (``ALP-28-23``); inside it one float32 dataset per
-feature group (``optical`` (H, W, 6), ``dem`` (H, W, 2), optionally ``co_pol_sar``,
-``cross_pol_sar``, ``in_sar``, ``thermal``), already normalised, and the one-hot labels
-``outlines`` (H, W, 2). Tiles are stored *padded*; the attributes ``padding_height`` and
-``padding_width`` say how many rows/columns were added on each side, ``height``/``width`` give
-the stored size, ``original_height``/``original_width`` the unpadded one, ``region`` and
-``subregion`` the tile's place, and ``xmin``/``xmax``/``ymin``/``ymax`` its lon/lat bounds.
+``predict.py``): one HDF5 group per tile (``ALP-28-23``); inside it one dataset per feature group
+(``optical`` (H, W, 6), ``dem`` (H, W, 2), optionally ``co_pol_sar``, ``cross_pol_sar``,
+``in_sar``, ``thermal``), already normalised, and the one-hot labels ``outlines`` (H, W, 2).
+Tiles are stored *padded*; ``height``/``width`` give the stored size,
+``original_height``/``original_width`` the unpadded one, which sits at rows
+``padding_height : padding_height + original_height`` (and likewise for columns: the padding is
+``(stored - original) // 2`` above/left, the rest below/right), ``region`` and ``subregion``
+give the tile's place, and ``xmin``/``xmax``/``ymin``/``ymax`` its lon/lat bounds.
 
-Only the tiles and windows asked for are read (h5py slicing), so a split of many gigabytes is
-never loaded whole. Errors are :class:`~glaviz.errors.InputError` with the file, what it holds
-and what was asked for.
+The published files (``20230905_{train,val,test}_global_ps384.hdf5``, 243/81/86 GB, and the
+10 % subsample ``gsgm_{train,val,test}_DEMO.hdf5``) store every dataset as float64, contiguous
+and uncompressed (fill 0.0), padded to multiples of 384, and add a uint8
+``bright_dark_outlines`` (H, W, 3) dataset and ``epsg`` (4326) and ``tile_name`` attributes per
+tile; glaviz ignores those. Any dtype is read and converted to float32 window by window.
+
+Only the tiles and windows asked for are read (h5py hyperslabs: a window of a contiguous dataset
+is read row by row, never the whole tile), so a split of many gigabytes is never loaded whole.
+Errors are :class:`~glaviz.errors.InputError` with the file, what it holds and what was asked for.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +37,44 @@ from glaviz.groups import GROUP_BANDS
 
 #: The labels dataset of every tile (one-hot, channel 1 = glacier).
 LABELS = "outlines"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+#: File names of the splits: the published full dataset, its 10 % demo subsample, and the names
+#: ``glaviz.samples`` writes. ``{split}`` is one of :data:`SPLITS`.
+SPLIT_FILE_NAMES: dict[str, str] = {
+    "benchmark": "20230905_{split}_global_ps384.hdf5",
+    "demo": "gsgm_{split}_DEMO.hdf5",
+    "samples": "{split}.h5",
+}
+_SPLIT_PATTERNS = {
+    kind: re.compile(
+        "^" + re.escape(name).replace(re.escape("{split}"), "(?P<split>train|val|test)") + "$"
+    )
+    for kind, name in SPLIT_FILE_NAMES.items()
+}
+
+
+def split_of(path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """``(kind, split)`` when the file name is a known split name, e.g. ``("demo", "val")``.
+
+    >>> split_of("data/gsgm_test_DEMO.hdf5")
+    ('demo', 'test')
+    """
+    name = Path(path).name
+    for kind, pattern in _SPLIT_PATTERNS.items():
+        match = pattern.match(name)
+        if match:
+            return kind, match["split"]
+    return None
+
+
+def find_split(directory: str | os.PathLike[str], split: str) -> Path | None:
+    """The ``split`` file in ``directory`` under any known name (the published names first)."""
+    for name in SPLIT_FILE_NAMES.values():
+        candidate = Path(directory) / name.format(split=split)
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,6 +94,21 @@ class TileInfo:
     bounds: tuple[float, float, float, float] | None
     groups: tuple[str, ...]  #: feature groups present (canonical order); labels not included
     has_labels: bool
+
+    @property
+    def unpadded(self) -> tuple[int, int, int, int]:
+        """``(row, col, height, width)`` of the original tile inside the stored one."""
+        return self.padding_height, self.padding_width, self.original_height, self.original_width
+
+    def crop(self, array: np.ndarray) -> np.ndarray:
+        """The original tile of stored ``(H, W, …)`` data (see :func:`crop_padding`)."""
+        return crop_padding(
+            array,
+            self.padding_height,
+            self.padding_width,
+            height=self.original_height,
+            width=self.original_width,
+        )
 
     @property
     def centre(self) -> tuple[float, float] | None:
@@ -73,16 +134,32 @@ class TileInfo:
         return lat, lon
 
 
-def crop_padding(array: np.ndarray, padding_height: int, padding_width: int) -> np.ndarray:
+def crop_padding(
+    array: np.ndarray,
+    padding_height: int,
+    padding_width: int,
+    *,
+    height: int | None = None,
+    width: int | None = None,
+) -> np.ndarray:
     """Remove the stored padding from ``(H, W, …)`` data.
 
-    Written with explicit stop indexes because ``a[p:-p]`` is empty for ``p = 0``.
+    ``height``/``width`` are the original size; without them the padding is taken as equal on
+    both sides. The published tiles put ``(stored - original) // 2`` above/left, so an odd
+    difference leaves one more row/column below/right: pass the original size to crop exactly
+    (the published ``predict.py`` cropped ``[p:-p]`` and kept that row in its scores). Written
+    with explicit stop indexes because ``a[p:-p]`` is empty for ``p = 0``.
     """
     h, w = array.shape[0], array.shape[1]
     ph, pw = int(padding_height), int(padding_width)
-    if ph < 0 or pw < 0 or 2 * ph >= h or 2 * pw >= w:
-        raise InputError(f"padding ({ph}, {pw}) does not fit inside an array of {h} × {w} pixels")
-    return array[ph : h - ph, pw : w - pw]
+    oh = h - 2 * ph if height is None else int(height)
+    ow = w - 2 * pw if width is None else int(width)
+    if ph < 0 or pw < 0 or oh < 1 or ow < 1 or ph + oh > h or pw + ow > w:
+        raise InputError(
+            f"an original {oh} × {ow} tile padded by ({ph}, {pw}) does not fit inside an array "
+            f"of {h} × {w} pixels"
+        )
+    return array[ph : ph + oh, pw : pw + ow]
 
 
 class BenchmarkDataset:
@@ -265,6 +342,13 @@ def _tile_info(path: Path, name: str, group: Any) -> TileInfo:
         raise InputError(f"dataset {path}, tile {name} has no height/width and no datasets")
     ph = int(_attr(group, "padding_height", 0))
     pw = int(_attr(group, "padding_width", 0))
+    oh = int(_attr(group, "original_height", int(height) - 2 * ph))
+    ow = int(_attr(group, "original_width", int(width) - 2 * pw))
+    if ph < 0 or pw < 0 or oh < 1 or ow < 1 or ph + oh > int(height) or pw + ow > int(width):
+        raise InputError(
+            f"dataset {path}, tile {name}: original size {oh} × {ow} with padding ({ph}, {pw}) "
+            f"does not fit the stored {height} × {width} pixels; the tile attributes are damaged"
+        )
     bounds = None
     if all(k in group.attrs for k in ("xmin", "xmax", "ymin", "ymax")):
         bounds = tuple(float(_attr(group, k)) for k in ("xmin", "xmax", "ymin", "ymax"))
@@ -277,8 +361,8 @@ def _tile_info(path: Path, name: str, group: Any) -> TileInfo:
         width=int(width),
         padding_height=ph,
         padding_width=pw,
-        original_height=int(_attr(group, "original_height", int(height) - 2 * ph)),
-        original_width=int(_attr(group, "original_width", int(width) - 2 * pw)),
+        original_height=oh,
+        original_width=ow,
         bounds=bounds,  # type: ignore[arg-type]
         groups=tuple(g for g in GROUP_BANDS if g in datasets),
         has_labels=LABELS in datasets,

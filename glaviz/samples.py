@@ -24,6 +24,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -328,6 +329,7 @@ def make_benchmark(
     resolution: float = 10.0,
     groups: Sequence[str] = ("optical", "dem"),
     overwrite: bool = True,
+    layout: Literal["glaviz", "published"] = "glaviz",
 ) -> Path:
     """Write a synthetic benchmark split in the published HDF5 layout; return its path.
 
@@ -347,6 +349,14 @@ def make_benchmark(
     ``patch * (size // patch + 1)`` per side, so the published window loop (stride patch / 2)
     covers every stored pixel. The padding is the same on both sides, which needs an even
     difference; odd tile sizes are refused. Padding pixels are labelled non-glacier.
+
+    ``layout="published"`` writes exactly what the published files hold instead (read from their
+    HDF5 metadata; see ``docs/datasets.md``): every dataset float64, contiguous, uncompressed,
+    fill value 0.0; ``(stored - original) // 2`` padding above/left and the rest below/right,
+    so odd tile sides are allowed; padding labelled ``(0, 0)`` (the fill); a uint8
+    ``bright_dark_outlines`` (H, W, 3) one-hot of non-glacier / clean ice / debris-covered ice;
+    and ``epsg`` (4326) and ``tile_name`` attributes. Pass ``patch_size=384`` for the published
+    stored sizes; smaller patches give smaller files with the same structure.
     """
     import h5py
 
@@ -359,8 +369,11 @@ def make_benchmark(
         raise ConfigError(f"tiles must be at least 1, got {tiles}")
     if patch_size < 2 or patch_size % 2:
         raise ConfigError(f"patch_size must be an even number >= 2, got {patch_size}")
+    if layout not in ("glaviz", "published"):
+        raise ConfigError(f"layout must be 'glaviz' or 'published', got {layout!r}")
+    published = layout == "published"
     for side in (th, tw):
-        if side < 8 or side % 2:
+        if side < 8 or (side % 2 and not published):
             raise ConfigError(
                 f"tile sides must be even and at least 8 (so the padding is symmetric), got {side}"
             )
@@ -403,25 +416,29 @@ def make_benchmark(
             row, col = 10 + 3 * k, 20 + 2 * k
             name = f"{region}-{row}-{col}"
             g = f.create_group(name)
-            for group in groups:
-                data = normalise_group(group, physical[group])
-                g.create_dataset(
-                    group,
-                    data=_pad(data, ph, pw, 0.0),
-                    chunks=(min(patch_size, sh), min(patch_size, sw), data.shape[-1]),
-                )
             onehot = np.stack([~scene.glacier, scene.glacier], axis=-1).astype(np.float32)
-            padded_labels = _pad(onehot, ph, pw, 0.0)
-            padded_labels[..., 0] = 1.0 - padded_labels[..., 1]
-            g.create_dataset(
-                "outlines",
-                data=padded_labels,
-                chunks=(min(patch_size, sh), min(patch_size, sw), 2),
-            )
+            arrays = {g_: normalise_group(g_, physical[g_]) for g_ in groups}
+            arrays["outlines"] = onehot
+            if published:
+                arrays["bright_dark_outlines"] = _bright_dark(scene)
+            for key, data in arrays.items():
+                padded = _pad(data, ph, pw, sh, sw)
+                if key == "outlines" and not published:
+                    padded[..., 0] = 1.0 - padded[..., 1]  # glaviz labels padding non-glacier
+                if published:
+                    # The published layout: float64 (uint8 for bright_dark_outlines), contiguous,
+                    # uncompressed, fill value 0.
+                    dtype = np.uint8 if key == "bright_dark_outlines" else np.float64
+                    g.create_dataset(key, data=padded.astype(dtype), fillvalue=dtype(0))
+                else:
+                    chunks = (min(patch_size, sh), min(patch_size, sw), data.shape[-1])
+                    g.create_dataset(key, data=padded, chunks=chunks)
             lat_span = th * resolution / _METRES_PER_DEGREE
             lon_span = tw * resolution / (_METRES_PER_DEGREE * math.cos(math.radians(style.lat)))
             ymax = style.lat + (20 - row) * lat_span
             xmin = style.lon + (col - 20) * lon_span
+            if published:
+                g.attrs.update({"epsg": 4326, "tile_name": name})
             g.attrs.update(
                 {
                     "height": sh,
@@ -446,17 +463,25 @@ def make_benchmark_splits(
     *,
     tiles: tuple[int, int, int] = (8, 2, 2),
     seed: int = 0,
+    names: str = "samples",
     **kwargs: object,
 ) -> dict[str, Path]:
-    """Write ``train.h5``, ``val.h5`` and ``test.h5`` with disjoint seeds; return their paths.
+    """Write the train, val and test splits with disjoint seeds; return their paths.
 
-    ``kwargs`` go to :func:`make_benchmark` (``tile_size``, ``patch_size``, ``regions`` …).
+    ``names`` picks the file names from :data:`glaviz.datasets.SPLIT_FILE_NAMES`: ``samples``
+    (``train.h5`` …), ``demo`` (``gsgm_train_DEMO.hdf5`` …) or ``benchmark``
+    (``20230905_train_global_ps384.hdf5`` …). ``kwargs`` go to :func:`make_benchmark`
+    (``tile_size``, ``patch_size``, ``regions``, ``layout`` …).
     """
+    from glaviz.datasets import SPLIT_FILE_NAMES
+
+    if names not in SPLIT_FILE_NAMES:
+        raise ConfigError(f"names must be one of {', '.join(SPLIT_FILE_NAMES)}, got {names!r}")
     directory = Path(directory)
     out: dict[str, Path] = {}
     for offset, (split, count) in enumerate(zip(("train", "val", "test"), tiles, strict=True)):
         out[split] = make_benchmark(
-            directory / f"{split}.h5",
+            directory / SPLIT_FILE_NAMES[names].format(split=split),
             tiles=count,
             seed=seed * 1000 + offset,
             **kwargs,  # type: ignore[arg-type]
@@ -464,8 +489,17 @@ def make_benchmark_splits(
     return out
 
 
-def _pad(data: np.ndarray, ph: int, pw: int, value: float) -> np.ndarray:
-    return np.pad(data, ((ph, ph), (pw, pw), (0, 0)), constant_values=value)
+def _pad(data: np.ndarray, ph: int, pw: int, sh: int, sw: int) -> np.ndarray:
+    """Zero-pad ``data`` to ``sh × sw``: ``ph``/``pw`` above/left, the rest below/right."""
+    h, w = data.shape[:2]
+    return np.pad(data, ((ph, sh - h - ph), (pw, sw - w - pw), (0, 0)))
+
+
+def _bright_dark(scene: SceneArrays) -> np.ndarray:
+    """One-hot non-glacier / clean (bright) ice / debris-covered (dark) ice, uint8 (H, W, 3)."""
+    bright = scene.glacier & (np.nan_to_num(scene.optical[..., 0]) > 0.3)
+    dark = scene.glacier & ~bright
+    return np.stack([~scene.glacier, bright, dark], axis=-1).astype(np.uint8)
 
 
 def _extra_group(group: str, scene: SceneArrays, rng: np.random.Generator) -> np.ndarray:
@@ -509,6 +543,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--regions", nargs="+", default=["ALP", "HMA"], choices=sorted(REGION_STYLES)
     )
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument(
+        "--layout",
+        default="glaviz",
+        choices=("glaviz", "published"),
+        help="published: float64, contiguous, bright_dark_outlines, epsg (as the real files)",
+    )
+    bench.add_argument("--names", default="samples", choices=("samples", "demo", "benchmark"))
     args = parser.parse_args(argv)
     if args.what == "scene":
         files = make_scene(
@@ -523,6 +564,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             tile_size=args.tile_size,
             patch_size=args.patch_size,
             regions=tuple(args.regions),
+            layout=args.layout,
+            names=args.names,
         )
         print("wrote " + ", ".join(str(p) for p in paths.values()))
 

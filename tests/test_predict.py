@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from glaviz.cli.app import main
-from glaviz.datasets import crop_padding
+from glaviz.datasets import BenchmarkDataset, crop_padding
 from glaviz.engine.blend import blend_in_memory
 from glaviz.engine.predict import predict, tile_window_grid
 from glaviz.errors import InputError, OutputExistsError
@@ -94,3 +94,33 @@ def test_errors(split, bundle, tmp_path, capsys) -> None:
     assert main([*args, "--overwrite"]) == 0
     with h5py.File(out) as f:
         assert len(f) == 3
+
+
+def test_published_layout_is_read_window_by_window(bundle, tmp_path, monkeypatch) -> None:
+    """float64 contiguous tiles padded unevenly to 384: never read whole, cropped exactly."""
+    split = make_benchmark(
+        tmp_path / "gsgm_test_DEMO.hdf5",
+        tiles=1,
+        tile_size=(77, 90),
+        patch_size=384,
+        layout="published",
+    )
+    reads: list[tuple[str, tuple[int, int, int, int] | None]] = []
+    original = BenchmarkDataset._slice
+
+    def spy(self, tile, name, window):
+        reads.append((name, window))
+        return original(self, tile, name, window)
+
+    monkeypatch.setattr(BenchmarkDataset, "_slice", spy)
+    out = tmp_path / "pred.h5"
+    predict(weights=str(bundle), dataset=split, output=out)
+    assert reads and all(window is not None for _, window in reads)
+    assert max(h * w for _, (_, _, h, w) in reads) <= 384 * PATCH  # one window row at most
+    with h5py.File(split) as src, h5py.File(out) as dst:
+        (name,) = src
+        ph, pw = src[name].attrs["padding_height"], src[name].attrs["padding_width"]
+        assert (ph, pw) == (153, 147)  # (384 - 77) // 2 above, one more row below
+        assert dst[name]["prob"].shape == (77, 90, 2)
+        truth = src[name]["outlines"][ph : ph + 77, pw : pw + 90, 1]
+        np.testing.assert_array_equal(dst[name]["true"][()], truth)

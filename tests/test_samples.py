@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from glaviz.datasets import BenchmarkDataset, crop_padding
+from glaviz.datasets import BenchmarkDataset, crop_padding, find_split, split_of
 from glaviz.errors import ConfigError, InputError
 from glaviz.samples import (
     REGION_STYLES,
@@ -185,3 +185,58 @@ def test_reader_errors(tmp_path: Path) -> None:
         pass
     with pytest.raises(InputError, match="no tile groups"):
         BenchmarkDataset(tmp_path / "empty.h5")
+
+
+def test_published_layout_is_exact(tmp_path: Path) -> None:
+    """What the real files hold (their HDF5 metadata): float64, contiguous, uncompressed, fill 0,
+    bright_dark_outlines, epsg, stored sizes multiples of 384 with (stored - original) // 2
+    padding above/left; and the reader crops the odd remainder exactly."""
+    paths = make_benchmark_splits(
+        tmp_path,
+        tiles=(1, 1, 1),
+        tile_size=(195, 202),
+        patch_size=384,
+        names="demo",
+        layout="published",
+    )
+    assert [p.name for p in paths.values()] == [
+        "gsgm_train_DEMO.hdf5",
+        "gsgm_val_DEMO.hdf5",
+        "gsgm_test_DEMO.hdf5",
+    ]
+    with h5py.File(paths["test"], "r") as f:
+        (tile,) = f.values()
+        assert dict(tile.attrs)["epsg"] == 4326 and tile.attrs["tile_name"] == tile.name[1:]
+        assert (tile.attrs["height"], tile.attrs["width"]) == (384, 384)
+        assert (tile.attrs["padding_height"], tile.attrs["padding_width"]) == (94, 91)
+        for key, channels in (("optical", 6), ("dem", 2), ("outlines", 2)):
+            ds = tile[key]
+            assert ds.shape == (384, 384, channels) and ds.dtype == np.float64
+            assert ds.chunks is None and ds.compression is None and ds.fillvalue == 0.0
+        bd = tile["bright_dark_outlines"]
+        assert bd.shape == (384, 384, 3) and bd.dtype == np.uint8 and bd.chunks is None
+        labels = tile["outlines"][()]
+        assert not labels[:94].any() and not labels[94 + 195 :].any()  # padding: (0, 0)
+        inside = labels[94 : 94 + 195, 91 : 91 + 202]
+        assert (inside.sum(-1) == 1).all()
+        np.testing.assert_array_equal(
+            bd[94 : 94 + 195, 91 : 91 + 202].astype(bool).any(-1), inside[..., 1] + inside[..., 0]
+        )
+    with BenchmarkDataset(paths["test"]) as data:
+        (info,) = data
+        assert info.unpadded == (94, 91, 195, 202) and data.groups == ("optical", "dem")
+        window = data.read(info.name, ["optical"], window=info.unpadded)["optical"]
+        assert window.dtype == np.float32 and window.shape == (195, 202, 6)
+        assert info.crop(data.labels(info.name)).shape == (195, 202, 2)
+    assert split_of(paths["val"]) == ("demo", "val")
+    assert split_of("x/20230905_train_global_ps384.hdf5") == ("benchmark", "train")
+    assert split_of("x/test.h5") == ("samples", "test") and split_of("x/other.h5") is None
+    assert find_split(tmp_path, "val") == paths["val"]
+
+
+def test_crop_padding_uneven() -> None:
+    a = np.arange(7 * 6).reshape(7, 6, 1)
+    assert crop_padding(a, 1, 1, height=4, width=3).shape == (4, 3, 1)
+    assert crop_padding(a, 1, 1).shape == (5, 4, 1)
+    with pytest.raises(InputError, match="does not fit"):
+        crop_padding(a, 2, 0, height=6, width=6)

@@ -322,3 +322,66 @@ def test_finetune_from_bundle(tmp_path: Path, splits: dict[str, Path]) -> None:
     assert meta.training["strategy"] == "finetune"
     assert meta.training["learning_rate"] == 5e-5
     assert meta.region_names == ["ALP", "HMA", "unknown"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The published files' layout, end to end
+
+
+def test_train_predict_evaluate_on_the_published_layout(tmp_path: Path, capsys) -> None:
+    """float64, contiguous, bright_dark_outlines, epsg, uneven padding to 384, DEMO names."""
+    demo = make_benchmark_splits(
+        tmp_path / "demo",
+        tiles=(2, 1, 1),
+        tile_size=(97, 110),
+        patch_size=384,
+        regions=("ALP", "HMA"),
+        names="demo",
+        layout="published",
+        seed=4,
+    )
+    config = tmp_path / "demo.toml"
+    config.write_text(
+        f"""
+output = "{tmp_path / "run"}"
+[data]
+train = "{demo["train"]}"
+val = "{demo["val"]}"
+[model]
+preset = "tiny"
+patch_size = 32
+[training]
+epochs = 1
+batch_size = 2
+steps_per_epoch = 2
+validation_steps = 2
+"""
+    )
+    assert main(["train", str(config)]) == 0, capsys.readouterr().err
+    bundle = tmp_path / "run" / "model.glaviz"
+    predictions = tmp_path / "predictions.h5"
+    args = ["predict", "--weights", str(bundle), "--dataset", str(demo["test"])]
+    assert main([*args, "-o", str(predictions)]) == 0, capsys.readouterr().err
+    with h5py.File(predictions) as f, h5py.File(demo["test"]) as src:
+        (name,) = f
+        assert f[name]["prob"].shape == (97, 110, 2)  # the original tile, padding cropped
+        ph, pw = src[name].attrs["padding_height"], src[name].attrs["padding_width"]
+        truth = src[name]["outlines"][ph : ph + 97, pw : pw + 110, 1]
+        np.testing.assert_array_equal(f[name]["true"][()], truth)
+    scores = tmp_path / "scores.json"
+    assert main(["evaluate", str(predictions), "--json", str(scores)]) == 0
+    total = json.loads(scores.read_text())["total"]
+    assert total["tp"] + total["fp"] + total["fn"] + total["tn"] == 97 * 110
+    # The split file names are recognised: a swapped split warns, a split is no predictions file.
+    capsys.readouterr()
+    assert main(["evaluate", str(demo["test"])]) == 1
+    assert "test split of the demo files" in capsys.readouterr().err
+
+
+def test_swapped_split_names_warn(caplog) -> None:
+    from glaviz.training.data import _check_split_names
+
+    with caplog.at_level("WARNING", logger="glaviz"):
+        _check_split_names({"train": Path("a/gsgm_train_DEMO.hdf5"), "val": Path("test.h5")})
+    assert len(caplog.records) == 1
+    assert "data.val is test.h5, which is the test split" in caplog.records[0].getMessage()

@@ -4,17 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from glaviz.config.base import CommandConfig
 
+#: The raster inputs, in ``compile_stack`` keyword order.
+RASTER_INPUTS: tuple[str, ...] = (
+    "optical",
+    "elevation",
+    "slope",
+    "co_pol_sar",
+    "cross_pol_sar",
+    "in_sar",
+    "thermal",
+)
+
 
 class FeaturesConfig(CommandConfig):
-    """Input rasters and the output stack of one ``glaviz features`` run."""
+    """One ``glaviz features`` run: raster inputs, or one published feature file, and the stack.
+
+    Either ``from_published`` alone, or ``optical`` and ``elevation`` (plus any optional rasters).
+    """
 
     output: Path = Field(description="Stack GeoTIFF to write.")
-    optical: Path = Field(description="Optical raster: 6 TOA reflectance bands.")
-    elevation: Path = Field(description="DEM, 1 band, metres.")
+    from_published: Path | None = Field(
+        None,
+        description="A published AREA_features.pickle (compile_features.py output) to convert, "
+        "instead of raster inputs.",
+    )
+    optical: Path | None = Field(None, description="Optical raster: 6 TOA reflectance bands.")
+    elevation: Path | None = Field(None, description="DEM, 1 band, metres.")
     slope: Path | None = Field(
         None, description="Slope in degrees; computed from the DEM if absent."
     )
@@ -24,15 +43,24 @@ class FeaturesConfig(CommandConfig):
     thermal: Path | None = Field(None, description="Thermal band, 1 band, K.")
     overwrite: bool = Field(False, description="Replace an existing output.")
 
+    @model_validator(mode="after")
+    def _one_source(self) -> FeaturesConfig:
+        given = list(self.inputs())
+        if self.from_published is not None:
+            if given:
+                raise ValueError(
+                    "from_published (--from-published) replaces the raster inputs; drop "
+                    + ", ".join(given)
+                )
+            return self
+        missing = [n for n in ("optical", "elevation") if n not in given]
+        if missing:
+            raise ValueError(
+                f"{' and '.join(missing)} required (--optical, --elevation), unless "
+                "from_published (--from-published) names a published feature file"
+            )
+        return self
+
     def inputs(self) -> dict[str, Path]:
         """The input rasters given, by field name (the keyword names of ``compile_stack``)."""
-        names = (
-            "optical",
-            "elevation",
-            "slope",
-            "co_pol_sar",
-            "cross_pol_sar",
-            "in_sar",
-            "thermal",
-        )
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in RASTER_INPUTS if getattr(self, n) is not None}

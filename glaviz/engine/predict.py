@@ -130,7 +130,7 @@ def predict(
     """Predict every (filtered) tile of ``dataset`` into the predictions layout of DESIGN.md."""
     import h5py
 
-    from glaviz.datasets import BenchmarkDataset, crop_padding
+    from glaviz.datasets import BenchmarkDataset
     from glaviz.engine.loading import load_for_inference
     from glaviz.engine.predictor import Predictor, default_batch_size
 
@@ -182,15 +182,13 @@ def predict(
                 for key in timings:
                     timings[key] += spent[key]
                 windows += grid.n_windows
-                prob = crop_padding(prob, info.padding_height, info.padding_width)
+                prob = info.crop(prob)
                 group = out.create_group(info.name)
                 group.create_dataset("prob", data=prob, **_GZIP)
                 pred = np.argmax(prob, axis=-1).astype(np.uint8)
                 group.create_dataset("pred", data=pred, **_GZIP)
                 if info.has_labels:
-                    labels = crop_padding(
-                        data.labels(info.name), info.padding_height, info.padding_width
-                    )
+                    labels = data.labels(info.name, window=info.unpadded)
                     true = labels[..., -1].round().astype(np.uint8)
                     group.create_dataset("true", data=true, **_GZIP)
                 group.attrs["tile_name"] = info.name

@@ -123,6 +123,8 @@ def tiles(
         if not isinstance(group, h5py.Group):
             continue
         missing = [key for key in need if key not in group]
+        if missing and "outlines" in group and "prob" not in group:
+            raise InputError(_benchmark_split_message(path, command))
         if missing == ["pred"] and "prob" in group:
             missing = []  # pred is recomputed from prob (argmax) when absent
         if "true" in missing:
@@ -159,6 +161,18 @@ def tiles(
             UNKNOWN,
         )
     return found
+
+
+def _benchmark_split_message(path: str | Path, command: str) -> str:
+    from glaviz.datasets import split_of
+
+    known = split_of(path)
+    what = f"the {known[1]} split of the {known[0]} files" if known else "a benchmark split"
+    return (
+        f"{path} is {what} (tiles with features and outlines), not a predictions file; "
+        f"{command} reads what glaviz predict writes: run glaviz predict --weights W --dataset "
+        f"{path} -o predictions.h5, then {command} on predictions.h5"
+    )
 
 
 def _tile_shape(group: Any, name: str, path: str | Path) -> tuple[int, int]:

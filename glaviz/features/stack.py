@@ -261,7 +261,8 @@ def _dem_crop(dem: DatasetReader, opt: DatasetReader) -> Window:
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def _resolve_output(output: Path, inputs: dict[str, Path], overwrite: bool) -> Path:
+def resolve_output(output: Path, inputs: dict[str, Path], overwrite: bool) -> Path:
+    """Check the stack path ``output`` before any work: a .tif, not a folder, not an input."""
     output = Path(output)
     if output.suffix.lower() not in {".tif", ".tiff"}:
         raise ConfigError(f"output {output} is not a .tif file; name the stack e.g. stack.tif")
@@ -275,6 +276,28 @@ def _resolve_output(output: Path, inputs: dict[str, Path], overwrite: bool) -> P
     if output.exists() and not overwrite:
         raise OutputExistsError(f"{output} exists; pass --overwrite to replace it")
     return output
+
+
+def stack_profile(*, count: int, width: int, height: int, crs: Any, transform: Any) -> dict:
+    """The rasterio profile of every stack glaviz writes: tiled, compressed float32, NaN nodata."""
+    return {
+        "driver": "GTiff",
+        "dtype": "float32",
+        "count": count,
+        "width": width,
+        "height": height,
+        "crs": crs,
+        "transform": transform,
+        "nodata": float("nan"),
+        "tiled": True,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
+        "compress": "deflate",
+        "predictor": 3,
+        "interleave": "pixel",
+        "bigtiff": "if_safer",
+        "num_threads": "all_cpus",
+    }
 
 
 def compile_stack(
@@ -319,7 +342,7 @@ def compile_stack(
         "thermal": thermal,
     }
     paths = {k: Path(v) for k, v in given.items() if v is not None}
-    output = _resolve_output(Path(output), paths, overwrite)
+    output = resolve_output(Path(output), paths, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
 
     with ExitStack() as stack:
@@ -373,24 +396,13 @@ def compile_stack(
 
             assert sum(src.count for _, src in readers) == len(bands)
             bar.describe("stack")
-            profile = {
-                "driver": "GTiff",
-                "dtype": "float32",
-                "count": len(bands),
-                "width": opt.width,
-                "height": opt.height,
-                "crs": opt.crs,
-                "transform": opt.transform,
-                "nodata": float("nan"),
-                "tiled": True,
-                "blockxsize": BLOCK,
-                "blockysize": BLOCK,
-                "compress": "deflate",
-                "predictor": 3,
-                "interleave": "pixel",
-                "bigtiff": "if_safer",
-                "num_threads": "all_cpus",
-            }
+            profile = stack_profile(
+                count=len(bands),
+                width=opt.width,
+                height=opt.height,
+                crs=opt.crs,
+                transform=opt.transform,
+            )
             part = scratch / output.name
             optical_max = -np.inf
             with rasterio.open(part, "w", **profile) as dst:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from glaviz.datasets import BenchmarkDataset, TileInfo
+from glaviz.datasets import BenchmarkDataset, TileInfo, split_of
 from glaviz.errors import InputError
 from glaviz.groups import GROUP_BANDS
 from glaviz.training.config import AugmentSection, TrainConfig
@@ -139,6 +139,7 @@ def open_training_data(
     d = config.data
     features = tuple(d.features)
     p = config.model.patch_size
+    _check_split_names({"train": d.train, "val": d.val, "test": d.test})
     train = BenchmarkDataset(d.train)
     try:
         val = BenchmarkDataset(d.val)
@@ -152,6 +153,25 @@ def open_training_data(
         val.close()
         raise
     return data
+
+
+def _check_split_names(paths: dict[str, Any]) -> None:
+    """Warn when a published (or sample) file name says it is another split than its setting.
+
+    ``data.val = gsgm_test_DEMO.hdf5`` would select the model on the test split, which then no
+    longer measures generalisation; a warning, since a user may mean it.
+    """
+    for setting, path in paths.items():
+        known = split_of(path) if path is not None else None
+        if known is not None and known[1] != setting:
+            log.warning(
+                "data.%s is %s, which is the %s split of the %s files by its name; check that "
+                "the splits are not swapped",
+                setting,
+                path,
+                known[1],
+                known[0],
+            )
 
 
 def _select(
