@@ -347,7 +347,7 @@ def test_cli_deploy(stack, bundle, tmp_path, capsys) -> None:
     args = ["deploy", str(stack), "--weights", str(bundle), "-o", str(out), "--no-vector"]
     assert main(args) == 0
     assert "windows" in capsys.readouterr().out
-    assert main(args) == 2
+    assert main(args) == 3
     assert "Error: " in capsys.readouterr().err
     assert main(["-q", *args, "--overwrite"]) == 0
     assert capsys.readouterr().out == ""
