@@ -2,90 +2,52 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from glaviz.cli.app import app
+from glaviz.cli.modelcmd import model_command
 from glaviz.cli.state import console, state
-from glaviz.errors import ConfigError, GlavizError
+from glaviz.config import FetchWeightsConfig
+from glaviz.errors import GlavizError
 
 if TYPE_CHECKING:
     from glaviz.registry.fetch import CacheStatus, FetchResult
     from glaviz.registry.registry import ModelEntry
 
 
-@app.command("fetch-weights")
-def fetch_weights(
-    names: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Registry model names (e.g. global, hma); see --list.",
-            metavar="NAME...",
-            show_default=False,
-        ),
-    ] = None,
-    list_models: Annotated[
-        bool, typer.Option("--list", help="Show the registry and what is cached (offline).")
-    ] = False,
-    all_models: Annotated[bool, typer.Option("--all", help="Fetch every registry model.")] = False,
-    from_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--from",
-            help="Import this hand-downloaded file as NAME (verified like a download).",
-            dir_okay=False,
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            "--base-url",
-            help="Mirror URL or folder; the file name is appended. Default: $GLAVIZ_WEIGHTS_URL.",
-        ),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Download or import again even if cached.")
-    ] = False,
-) -> None:
+@model_command(
+    "fetch-weights",
+    FetchWeightsConfig,
+    arguments={"names": "NAME..."},
+    options={"list_models": ["--list"], "all_models": ["--all"], "from_file": ["--from"]},
+    check_outputs=False,
+)
+def fetch_weights(config: FetchWeightsConfig) -> dict[str, Any]:
     """Download published GlaViTU weights into the verified local cache ($GLAVIZ_HOME).
 
     Downloads resume after interruptions. Each file is verified before it enters the cache.
 
-    Verification: the sha256 when pinned, and always every tensor's shape.
+    Verification: the sha256 when pinned, and always every tensor's shape. A model already in
+    the cache is not fetched again (exit 0), unless --force.
 
     Example: glaviz fetch-weights global --base-url https://mirror.example.org/glaviz/
     """
     from glaviz.registry import fetch
 
-    names = names or []
-    if list_models:
-        if all_models or from_file is not None or force:
-            raise ConfigError("--list cannot be combined with --all, --from or --force")
+    names, base_url, force = config.names, config.base_url, config.force
+    if config.list_models:
         _print_table(fetch.cache_status(), only=names)
-        return
-    if all_models and names:
-        raise ConfigError("give model names or --all, not both")
-    if from_file is not None:
-        if base_url is not None:
-            raise ConfigError("--from imports a local file; it cannot be combined with --base-url")
-        if all_models or len(names) != 1:
-            raise ConfigError(
-                "--from imports one file: give exactly one model name, e.g. "
-                "glaviz fetch-weights global --from glavitu_global_weights.h5"
-            )
-        _report(fetch.import_model(names[0], from_file, force=force))
-        return
-    if not names and not all_models:
-        raise ConfigError(
-            "name the model(s) to fetch (e.g. glaviz fetch-weights global), "
-            "or use --all, or --list to see them"
-        )
+        return {}
+    if config.from_file is not None:
+        result = fetch.import_model(names[0], config.from_file, force=force)
+        _report(result)
+        return {"outputs": [str(result.path)], "models": {result.entry.name: result.status}}
     from glaviz.registry import load_registry
 
-    entries = load_registry().models if all_models else [load_registry().require(n) for n in names]
+    registry = load_registry()
+    entries = registry.models if config.all_models else [registry.require(n) for n in names]
     failed: list[tuple[str, GlavizError]] = []
+    done: dict[str, str] = {}
+    outputs: list[str] = []
     for entry in entries:
         try:
             result = fetch.fetch_model(
@@ -96,6 +58,8 @@ def fetch_weights(
                 raise
             failed.append((entry.name, exc))  # one bad model must not stop a batch
             continue
+        done[entry.name] = result.status
+        outputs.append(str(result.path))
         _report(result)
     if failed:
         first = failed[0][1]
@@ -103,6 +67,7 @@ def fetch_weights(
             f"{len(failed)} of {len(entries)} models were not fetched "
             f"({', '.join(name for name, _ in failed)}); first error: {first}"
         )
+    return {"outputs": outputs, "models": done}
 
 
 def _report(result: FetchResult) -> None:
