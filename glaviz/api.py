@@ -162,7 +162,7 @@ def optimise_bias(
     )
 
 
-def features(
+def compile_features(
     config: FeaturesConfig, *, progress: bool = False, check: bool = True
 ) -> StackResult | Skipped:
     """Compile input rasters into one feature stack (``glaviz features``)."""

@@ -135,27 +135,31 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _signals_as_exceptions() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP (what schedulers and closing terminals send) into :class:`Interrupted`.
+def _signals_as_exceptions() -> Iterator[list[int]]:
+    """Turn SIGINT/SIGTERM/SIGHUP into :class:`Interrupted` where the program is, so every cleanup
+    path runs; yields a list that receives the signal number (Typer reports any
+    ``KeyboardInterrupt`` as a bare exit code 130, losing which signal it was).
 
     The handler fires once; a second signal during cleanup is ignored so the cleanup can finish.
     """
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
-    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
     wanted = [getattr(signal, n) for n in names]
     previous = {s: signal.getsignal(s) for s in wanted}
 
     def handler(signum: int, _frame: Any) -> None:
         for s in wanted:
             signal.signal(s, signal.SIG_IGN)
+        received.append(signum)
         raise Interrupted(signum)
 
     for s in wanted:
         signal.signal(s, handler)
     try:
-        yield
+        yield received
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
@@ -182,9 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_consoles()
     code, error = 0, None
     result: Any = None
+    received: list[int] = []
     try:
-        with _signals_as_exceptions():
+        with _signals_as_exceptions() as received:
             result = app(args=args, prog_name="glaviz", standalone_mode=False)
+        if received:
+            raise Interrupted(received[0])
         if isinstance(result, int):  # click returns the code of typer.Exit in this mode
             code = result
     except GlavizError as exc:
@@ -193,11 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         code, error = exc.exit_code, exc
     except typer.Exit as exc:
         code = exc.exit_code
-    except typer.Abort as exc:
-        code, error = 130, exc
-    except KeyboardInterrupt as exc:
-        code = 128 + getattr(exc, "signum", signal.SIGINT)
-        error = exc
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        signum = received[0] if received else getattr(exc, "signum", signal.SIGINT)
+        code, error = 128 + signum, Interrupted(signum)
     except Exception as exc:  # the one top-level handler
         if _is_usage_error(exc):  # bad options, missing arguments: click formats these itself
             exc.show()  # type: ignore[attr-defined]
@@ -224,18 +229,17 @@ def main(argv: list[str] | None = None) -> int:
                     },
                 }
             )
-    elif as_json and isinstance(result, dict):
-        _emit_json({"command": command, "exit_code": code, **result})
+    elif as_json and (result is None or isinstance(result, dict)):  # not --help or --version
+        _emit_json({"command": command, "status": "done", "exit_code": code, **(result or {})})
     return code
 
 
 def _error_message(error: BaseException) -> str:
     if isinstance(error, GlavizError):
         return str(error)
-    if isinstance(error, KeyboardInterrupt | typer.Abort):
-        what = getattr(error, "signum", None)
-        why = signal.Signals(what).name if what else "interrupted"
-        return f"{why}: stopped; partial outputs were removed"
+    if isinstance(error, Interrupted):
+        name = signal.Signals(error.signum).name
+        return f"stopped by {name}; no partial outputs were left behind"
     if _is_usage_error(error):
         return str(getattr(error, "message", None) or error)
     return f"unexpected {type(error).__name__}: {error} (rerun with --debug for a traceback)"

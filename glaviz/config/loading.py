@@ -11,6 +11,7 @@ used again (``--print-config`` output, run records).
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -131,8 +132,13 @@ def error_lines(
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            known = ", ".join(model.model_fields)
-            msg = f"unknown setting{where}; known settings are {known}"
+            close = difflib.get_close_matches(loc, model.model_fields, n=1)
+            hint = (
+                f"did you mean {close[0]}?"
+                if close
+                else "known settings are " + ", ".join(model.model_fields)
+            )
+            msg = f"unknown setting{where}; {hint}"
         elif err["type"] == "missing":
             option = "--" + loc.replace("_", "-")
             msg = f"required; give {option} on the command line or set {loc} in a --config file"

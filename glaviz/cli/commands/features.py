@@ -17,7 +17,7 @@ def features(config: FeaturesConfig) -> dict[str, Any]:
     """
     from glaviz import api
 
-    result = api.features(config, progress=state.show_progress, check=False)
+    result = api.compile_features(config, progress=state.show_progress, check=False)
     assert not isinstance(result, api.Skipped)
     if not state.quiet:
         console.print(
