@@ -162,7 +162,7 @@ def test_open_result(scene: Path, tmp_path: Path) -> None:
         assert ds.probabilities.rio.transform() == src.transform
     assert ds.attrs["config"]["probabilities"] is True and ds.attrs["command"] == "deploy"
     assert set(glaviz.open_result(scene / "stack.glaviz").data_vars) == {"outlines", "confidence"}
-    with pytest.raises(glaviz.errors.InputError, match="no outlines.tif"):
+    with pytest.raises(glaviz.errors.InputError, match=r"no outlines\.tif"):
         glaviz.open_result(tmp_path)
 
 

@@ -126,7 +126,7 @@ def test_file_and_command_line_resolve_alike(command, tmp_path, monkeypatch, cap
 
 @pytest.mark.parametrize("command", CASES)
 def test_bad_settings_are_one_error_line_per_field(command, tmp_path, capsys) -> None:
-    model, _, _, bad, fields = CASES[command]
+    _, _, _, bad, fields = CASES[command]
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(bad))
     assert main([command, "--config", str(path)]) == 2
