@@ -363,9 +363,7 @@ def test_cli_deploy(stack, bundle, tmp_path, capsys) -> None:
         "glavitu_regionencoding_softmax.json",
     ],
 )
-def test_published_calibrations_equal_sklearn(
-    name, reference_dir, stack, bundle, tmp_path, monkeypatch
-) -> None:
+def test_published_calibrations_equal_sklearn(name, stack, bundle, tmp_path, monkeypatch) -> None:
     from sklearn.kernel_ridge import KernelRidge
 
     from glaviz.calibration.model import KernelRidgeCalibration
@@ -379,7 +377,9 @@ def test_published_calibrations_equal_sklearn(
         return out
 
     monkeypatch.setattr(KernelRidgeCalibration, "apply", spy)
-    path = reference_dir / "calibration" / name
+    from glaviz.registry.registry import calibration_path
+
+    path = calibration_path(name.removesuffix(".json"))  # the packaged copy of the published file
     out = tmp_path / "out"
     deploy(
         DeployConfig(
