@@ -88,7 +88,7 @@ CASES = {
         FetchWeightsConfig,
         ["global", "--from", "dl/glavitu_global_weights.h5", "--force"],
         'names = ["global"]\nfrom_file = "dl/glavitu_global_weights.h5"\nforce = true\n',
-        {"names": "global", "force": "yes please", "mirror": "x"},
+        {"names": 3, "force": "yes please", "mirror": "x"},
         ["names", "force", "mirror"],
     ),
 }  # fmt: skip

@@ -181,6 +181,8 @@ def _parameter(
         cli_type = base
 
     if argument is not None:
+        if origin in (list, tuple):  # NAME...: any number of positional values
+            cli_type = list[str]
         info: Any = typer.Argument(help=help_text, metavar=argument, show_default=False)
         return Annotated[cli_type | None, info], None
     if cli_type is bool:

@@ -10,7 +10,7 @@ from glaviz.config.calibrate import CalibrateConfig
 from glaviz.config.deploy import DeployConfig
 from glaviz.config.evaluate import EvaluateConfig
 from glaviz.config.features import FeaturesConfig
-from glaviz.config.fetch_weights import FetchWeightsConfig
+from glaviz.config.fetch import FetchDatasetConfig, FetchWeightsConfig
 from glaviz.config.optimise_bias import OptimiseBiasConfig
 from glaviz.config.predict import PredictConfig
 
@@ -20,6 +20,7 @@ __all__ = [
     "DeployConfig",
     "EvaluateConfig",
     "FeaturesConfig",
+    "FetchDatasetConfig",
     "FetchWeightsConfig",
     "OptimiseBiasConfig",
     "PredictConfig",

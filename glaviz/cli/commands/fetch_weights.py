@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     "fetch-weights",
     FetchWeightsConfig,
     arguments={"names": "NAME..."},
-    options={"list_models": ["--list"], "all_models": ["--all"], "from_file": ["--from"]},
+    options={"list_only": ["--list"], "all_models": ["--all"], "from_file": ["--from"]},
     check_outputs=False,
 )
 def fetch_weights(config: FetchWeightsConfig) -> dict[str, Any]:
@@ -34,8 +34,8 @@ def fetch_weights(config: FetchWeightsConfig) -> dict[str, Any]:
     from glaviz.registry import fetch
 
     names, base_url, force = config.names, config.base_url, config.force
-    if config.list_models:
-        _print_table(fetch.cache_status(), only=names)
+    if config.list_only:
+        _print_table(fetch.cache_status(), only=list(names))
         return {}
     if config.from_file is not None:
         result = fetch.import_model(names[0], config.from_file, force=force)

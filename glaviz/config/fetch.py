@@ -1,0 +1,105 @@
+"""``glaviz fetch-weights`` and ``glaviz fetch-dataset`` options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+
+from glaviz.config.base import CommandConfig
+from glaviz.errors import ConfigError
+
+DatasetName = Literal["benchmark", "demo", "independent"]
+Split = Literal["train", "val", "test"]
+Area = Literal["swiss_alps", "sc1", "alaska", "southern_canada"]
+
+C = TypeVar("C", bound=CommandConfig)
+
+
+def build_config(cls: type[C], **values: Any) -> C:
+    """``cls(**values)``, with a validation failure turned into one :class:`ConfigError` line."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            (".".join(str(p) for p in err["loc"]) + ": " if err["loc"] else "")
+            + str(err["msg"]).removeprefix("Value error, ")
+            for err in exc.errors()
+        )
+        raise ConfigError(problems) from None
+
+
+class FetchWeightsConfig(CommandConfig):
+    """Which published models to list, download or import, and from where."""
+
+    names: tuple[str, ...] = Field((), description="Registry model names (global, hma, …).")
+    list_only: bool = Field(False, description="Show the registry and what is cached (offline).")
+    all_models: bool = Field(False, description="Fetch every registry model.")
+    from_file: Path | None = Field(
+        None, description="Import this hand-downloaded file as the one named model."
+    )
+    base_url: str | None = Field(
+        None,
+        description="Mirror URL or folder, tried first; the file name is appended. "
+        "Default: $GLAVIZ_WEIGHTS_URL.",
+    )
+    force: bool = Field(False, description="Download or import again even if cached.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FetchWeightsConfig:
+        if self.list_only:
+            if self.all_models or self.from_file is not None or self.force:
+                raise ValueError("--list cannot be combined with --all, --from or --force")
+            return self
+        if self.all_models and self.names:
+            raise ValueError("give model names or --all, not both")
+        if self.from_file is not None:
+            if self.base_url is not None:
+                raise ValueError(
+                    "--from imports a local file; it cannot be combined with --base-url"
+                )
+            if self.all_models or len(self.names) != 1:
+                raise ValueError(
+                    "--from imports one file: give exactly one model name, e.g. "
+                    "glaviz fetch-weights global --from glavitu_global_weights.h5"
+                )
+        elif not self.names and not self.all_models:
+            raise ValueError(
+                "name the model(s) to fetch (e.g. glaviz fetch-weights global), "
+                "or use --all, or --list to see them"
+            )
+        return self
+
+
+class FetchDatasetConfig(CommandConfig):
+    """Which published dataset files to download from the NIRD archive, and where to."""
+
+    name: DatasetName | None = Field(
+        None, description="benchmark (20230905 files), demo (gsgm DEMO files) or independent."
+    )
+    splits: tuple[Split, ...] = Field(
+        (), description="Splits of benchmark or demo (default: train, val and test)."
+    )
+    areas: tuple[Area, ...] = Field((), description="Areas of independent (default: all four).")
+    to: Path = Field(Path("."), description="Folder to download into (default: the current one).")
+    list_only: bool = Field(False, description="List the files, sizes and md5 (offline).")
+    base_url: str | None = Field(
+        None,
+        description="Mirror of the archive's download folder; the file name is appended. "
+        "Default: $GLAVIZ_DATASET_URL, else the NIRD archive.",
+    )
+    force: bool = Field(False, description="Download again even if the file is already there.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FetchDatasetConfig:
+        if self.name is None and not self.list_only:
+            raise ValueError(
+                "name the dataset: benchmark, demo or independent "
+                "(glaviz fetch-dataset --list shows every file)"
+            )
+        if self.splits and self.name == "independent":
+            raise ValueError("--split selects benchmark or demo files; use --area for independent")
+        if self.areas and self.name in ("benchmark", "demo"):
+            raise ValueError(f"--area selects independent files, not {self.name} ones")
+        return self
