@@ -139,7 +139,7 @@ def config_fingerprint(config: CommandConfig, *, weights: Path | None = None) ->
     """The fingerprint of a run of ``config`` (``weights``: the resolved file, if it has one)."""
     return fingerprint(
         record_config(config),
-        inputs=config.inputs(),
+        inputs=config.input_files(),
         weights_sha256=weights_sha256(weights) if weights is not None else None,
     )
 

@@ -47,7 +47,7 @@ class CommandConfig(BaseModel):
         """Fields typed as paths."""
         return [n for n, f in cls.model_fields.items() if is_path_annotation(f.annotation)]
 
-    def inputs(self) -> dict[str, Path]:
+    def input_files(self) -> dict[str, Path]:
         """Input files this run reads, by field name (outputs and weights excluded).
 
         Name-or-path fields count when they name an existing file (a CAL.json, not ``global``).
