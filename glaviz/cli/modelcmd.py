@@ -50,6 +50,7 @@ def model_command(
     """
     taken = {o for names in options.values() for o in names}
     COMMAND_OWNED[name] = frozenset(taken)
+    spelling = {f: n[0] for f, n in options.items()} | dict(arguments)
 
     def decorate(body: Callable[[C], Any]) -> Callable[[C], Any]:
         params, hints = [], {}
@@ -82,7 +83,7 @@ def model_command(
                 for k, v in values.items()
                 if (source := ctx.get_parameter_source(k)) is not None and source.name in _GIVEN
             }
-            config = load_config(model, file=config_file, cli=given)
+            config = load_config(model, file=config_file, cli=given, cli_names=spelling)
             if print_config:
                 if state.json:
                     return {"status": "done", "config": config.model_dump(mode="json")}

@@ -103,6 +103,7 @@ def load_config(
     file: Path | None = None,
     cli: Mapping[str, Any] | None = None,
     cwd: Path | None = None,
+    cli_names: Mapping[str, str] | None = None,
 ) -> C:
     """Defaults < ``file`` < ``cli`` (only options given on the command line), validated once."""
     data: dict[str, Any] = {}
@@ -111,19 +112,34 @@ def load_config(
         data.update(absolute_paths(model, read_config_file(file), file.resolve().parent))
     if cli:
         data.update(absolute_paths(model, cli, (cwd or Path.cwd()).resolve()))
-    return validate(model, data, source=str(file) if file is not None else None)
+    source = str(file) if file is not None else None
+    return validate(model, data, source=source, cli_names=cli_names)
 
 
-def validate(model: type[C], data: Mapping[str, Any], *, source: str | None = None) -> C:
-    """Validate ``data``; every problem becomes one line of one :class:`ConfigError`."""
+def validate(
+    model: type[C],
+    data: Mapping[str, Any],
+    *,
+    source: str | None = None,
+    cli_names: Mapping[str, str] | None = None,
+) -> C:
+    """Validate ``data``; every problem becomes one line of one :class:`ConfigError`.
+
+    ``cli_names`` spell fields as the command line does (``stack`` → ``STACK``) in the hints.
+    """
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError("\n".join(error_lines(exc, model, source=source))) from None
+        lines = error_lines(exc, model, source=source, cli_names=cli_names)
+        raise ConfigError("\n".join(lines)) from None
 
 
 def error_lines(
-    exc: ValidationError, model: type[CommandConfig], *, source: str | None
+    exc: ValidationError,
+    model: type[CommandConfig],
+    *,
+    source: str | None,
+    cli_names: Mapping[str, str] | None = None,
 ) -> list[str]:
     """One ``<field>: <message>`` line per problem, naming the value received and the fix."""
     where = f" (in {source})" if source else ""
@@ -140,7 +156,7 @@ def error_lines(
             )
             msg = f"unknown setting{where}; {hint}"
         elif err["type"] == "missing":
-            option = "--" + loc.replace("_", "-")
+            option = (cli_names or {}).get(loc) or "--" + loc.replace("_", "-")
             msg = f"required; give {option} on the command line or set {loc} in a --config file"
         elif "input" in err and not isinstance(err["input"], dict):
             msg = f"{msg}, got {err['input']!r}{where}"
