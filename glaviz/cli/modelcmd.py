@@ -31,6 +31,7 @@ EXIT_CODES = (
     "3 output exists (pass --overwrite or --skip-existing)."
 )
 _CONFIG_PARAM, _PRINT_PARAM = "glaviz_config_file", "glaviz_print_config"
+_KW = inspect.Parameter.KEYWORD_ONLY
 _GIVEN = ("COMMANDLINE", "ENVIRONMENT")
 
 
@@ -105,13 +106,9 @@ def model_command(
         command.__name__ = body.__name__
         command.__doc__ = _help_text(body.__doc__ or "")
         app.command(name)(command)
-        body.model = model  # type: ignore[attr-defined]
         return body
 
     return decorate
-
-
-_KW = inspect.Parameter.KEYWORD_ONLY
 
 
 def _help_text(doc: str) -> str:
