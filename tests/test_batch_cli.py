@@ -281,7 +281,8 @@ def test_failed_deploy_leaves_no_folder(scene: Path, tmp_path: Path, weights: st
 
 @ENGINE_BRANCH
 def test_second_deploy_into_a_locked_folder_fails_at_once(tmp_path: Path) -> None:
-    write_stack(tmp_path / "big.tif", height=400, width=400)
+    # Big enough that the first deploy is still running when the second has imported TensorFlow.
+    write_stack(tmp_path / "big.tif", height=1200, width=1200)
     tiny_bundle(tmp_path / "tiny.glaviz")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     code = "import sys; from glaviz.cli.app import main; sys.exit(main(sys.argv[1:]))"
