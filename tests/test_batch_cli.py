@@ -166,38 +166,56 @@ def test_open_result(scene: Path, tmp_path: Path) -> None:
         glaviz.open_result(tmp_path)
 
 
-@pytest.mark.parametrize(
-    ("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)]
-)
-def test_signal_mid_run_leaves_nothing(tmp_path: Path, sig: int, code: int) -> None:
-    write_stack(tmp_path / "big.tif", height=400, width=400)
-    tiny_bundle(tmp_path / "tiny.glaviz")
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
+@pytest.fixture(scope="module")
+def big_scene(tmp_path_factory) -> Path:
+    """A scene that takes seconds to deploy with --tta: a folder with big.tif and tiny.glaviz."""
+    folder = tmp_path_factory.mktemp("big")
+    write_stack(folder / "big.tif", height=600, width=600)
+    tiny_bundle(folder / "tiny.glaviz")
+    return folder
+
+
+def _start_deploy(folder: Path, out: Path, *extra: str) -> subprocess.Popen:
+    """A deploy in a child process, returned once it has started writing into ``out``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    code_ = "import sys; from glaviz.cli.app import main; sys.exit(main(sys.argv[1:]))"
-    argv = ["deploy", "big.tif", "--weights", "tiny.glaviz", "-o", "out", "--overwrite"]
+    code = "import sys; from glaviz.cli.app import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["deploy", "big.tif", "--weights", "tiny.glaviz", "-o", str(out), "--tta", *extra]
     proc = subprocess.Popen(
-        [sys.executable, "-c", code_, *argv],
-        cwd=tmp_path,
+        [sys.executable, "-c", code, *argv],
+        cwd=folder,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    before = set(out.iterdir()) if out.is_dir() else set()
     deadline = time.monotonic() + 120
-    while not list(out.glob(".outlines.partial-*")) and proc.poll() is None:
+    # The first file it makes (a lock, a temporary output) says it is past start-up.
+    while not (out.is_dir() and set(out.iterdir()) - before):
+        assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline, "deploy never started writing"
         time.sleep(0.05)
-    time.sleep(0.3)  # well inside the window loop
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)]
+)
+def test_signal_mid_run_leaves_nothing(
+    big_scene: Path, tmp_path: Path, sig: int, code: int
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    proc = _start_deploy(big_scene, out, "--overwrite")
+    time.sleep(1.0)  # well inside the run
     assert proc.poll() is None, "deploy finished before it could be interrupted; use a bigger stack"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines[-1].startswith("Error: ") and "Traceback" not in err
+    assert lines[-1].startswith("Error: stopped by ") and "Traceback" not in err
 
 
 # ------------------------------------------------------------------ single-file outputs: records
@@ -280,25 +298,15 @@ def test_failed_deploy_leaves_no_folder(scene: Path, tmp_path: Path, weights: st
 
 
 @ENGINE_BRANCH
-def test_second_deploy_into_a_locked_folder_fails_at_once(tmp_path: Path) -> None:
-    # Big enough that the first deploy is still running when the second has imported TensorFlow.
-    write_stack(tmp_path / "big.tif", height=1200, width=1200)
-    tiny_bundle(tmp_path / "tiny.glaviz")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    code = "import sys; from glaviz.cli.app import main; sys.exit(main(sys.argv[1:]))"
-    argv = ["deploy", "big.tif", "--weights", "tiny.glaviz", "-o", "out"]
-    first = subprocess.Popen(
-        [sys.executable, "-c", code, *argv], cwd=tmp_path, env=env, stderr=subprocess.PIPE
-    )
+def test_second_deploy_into_a_locked_folder_fails_at_once(big_scene: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = _start_deploy(big_scene, out)
     try:
-        deadline = time.monotonic() + 120
-        while not list((tmp_path / "out").glob(".outlines.partial-*")):
-            assert first.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        second = _glaviz(*argv, "--overwrite", cwd=tmp_path, timeout=30)
+        argv = ["deploy", "big.tif", "--weights", "tiny.glaviz", "-o", str(out), "--overwrite"]
+        second = _glaviz(*argv, cwd=big_scene, timeout=25)
         assert first.poll() is None, "the first deploy ended before the second was refused"
         lines = [line for line in second.stderr.splitlines() if line.strip()]
         assert second.returncode == 1 and len(lines) == 1 and lines[0].startswith("Error: ")
     finally:
         first.send_signal(signal.SIGTERM)
-        first.wait(timeout=60)
+        first.communicate(timeout=60)
