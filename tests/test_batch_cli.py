@@ -298,6 +298,7 @@ def test_failed_deploy_leaves_no_folder(scene: Path, tmp_path: Path, weights: st
 
 
 @ENGINE_BRANCH
+@pytest.mark.slow  # about 30 s: two TensorFlow start-ups
 def test_second_deploy_into_a_locked_folder_fails_at_once(big_scene: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     first = _start_deploy(big_scene, out)
