@@ -112,11 +112,11 @@ def model_command(
 
 
 def _help_text(doc: str) -> str:
-    """The body's docstring with the exit codes inserted before its closing example."""
+    """The body's docstring with the exit codes inserted before its closing example(s)."""
     # Typer keeps single newlines in rich mode; a paragraph is one line of help text.
     paragraphs = inspect.cleandoc(doc).split("\n\n")
     doc = "\n\n".join(" ".join(p.split()) for p in paragraphs)
-    head, sep, example = doc.rpartition("\n\nExample")
+    head, sep, example = doc.partition("\n\nExample")
     if not sep:
         return f"{doc}\n\n{EXIT_CODES}"
     return f"{head}\n\n{EXIT_CODES}\n\nExample{example}"
