@@ -33,9 +33,12 @@ class WeightsError(GlavizError, ValueError):
 
 
 class OutputExistsError(GlavizError, FileExistsError):
-    """An output that already exists and would be overwritten without ``--overwrite`` (exit 2)."""
+    """An output that already exists and would be overwritten without ``--overwrite`` (exit 3).
 
-    exit_code = 2
+    Its own exit code lets batch scripts tell "already done" from a typo (2) or a failure (1).
+    """
+
+    exit_code = 3
 
 
 class DownloadError(GlavizError, OSError):

@@ -8,17 +8,27 @@ changed instead of only that something did.
 
 The record's ``config`` section is the command's resolved configuration as JSON, which makes a
 run record a valid ``--config`` file for the same command.
+
+:func:`check_outputs` is the one implementation of ``--skip-existing`` / ``--overwrite`` for every
+command. It imports no TensorFlow: the weights are resolved through the registry (a file path),
+and their sha256 is read from the cache's verification record when there is one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glaviz import __version__
+from glaviz.errors import OutputExistsError
+
+if TYPE_CHECKING:
+    from glaviz.config.base import CommandConfig
 
 #: Configuration fields that steer how a run behaves, not what it produces.
 BEHAVIOUR_FIELDS: frozenset[str] = frozenset(
@@ -87,6 +97,135 @@ def read_record(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Records of command configurations
+
+
+def record_config(config: CommandConfig) -> dict[str, Any]:
+    """A configuration as it goes into a run record: JSON values, absolute paths, no overwrite or
+    skip flags (feeding the record back with ``--config`` must not overwrite by surprise)."""
+    from glaviz.config.base import BEHAVIOUR_FLAGS
+    from glaviz.config.loading import absolute_paths
+
+    data = config.model_dump(mode="json", exclude=set(BEHAVIOUR_FLAGS))
+    # A config built in Python may hold relative paths; the record must mean the same elsewhere.
+    data = absolute_paths(type(config), data, Path.cwd())
+    return json.loads(json.dumps(data, default=str))
+
+
+def weights_file(config: CommandConfig) -> Path | None:
+    """The weights file a configuration's ``weights`` option resolves to (no TensorFlow)."""
+    spec = getattr(config, "weights", None)
+    if spec is None:
+        return None
+    from glaviz.registry.registry import resolve_weights
+
+    return resolve_weights(spec).path
+
+
+def weights_sha256(path: Path) -> str:
+    """sha256 of a weights file; a cached registry file's verification record already holds it."""
+    from glaviz.registry.cache import read_info
+
+    info = read_info(Path(path))
+    if info is not None and isinstance(info.get("sha256"), str):
+        return str(info["sha256"])
+    return sha256_file(path)
+
+
+def config_fingerprint(config: CommandConfig, *, weights: Path | None = None) -> dict[str, Any]:
+    """The fingerprint of a run of ``config`` (``weights``: the resolved file, if it has one)."""
+    return fingerprint(
+        record_config(config),
+        inputs=config.input_files(),
+        weights_sha256=weights_sha256(weights) if weights is not None else None,
+    )
+
+
+def run_record(
+    config: CommandConfig, *, command: str, weights: Path | None = None
+) -> dict[str, Any]:
+    """The part of a run record that makes it re-runnable and skippable."""
+    return {
+        "glaviz": __version__,
+        "command": command,
+        "config": record_config(config),
+        "fingerprint": config_fingerprint(config, weights=weights),
+    }
+
+
+def write_record(path: Path, record: Mapping[str, Any]) -> Path:
+    """Write a run record atomically (after the outputs it describes)."""
+    from glaviz.atomic import write_json_atomic
+
+    data = dict(record)
+    data.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return write_json_atomic(path, data, default=str)
+
+
+@dataclass
+class Skipped:
+    """A run that ``--skip-existing`` did not redo: its outputs and record match this run."""
+
+    where: Path
+    record: Path
+    outputs: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"record": str(self.record), "outputs": [str(p) for p in self.outputs]}
+
+    def message(self) -> str:
+        return f"skipped: {self.where} is complete and its run record matches this run"
+
+
+def check_outputs(config: CommandConfig) -> Skipped | None:
+    """Decide what to do about existing outputs, before any heavy work.
+
+    Returns ``None`` to go ahead (nothing there, or ``overwrite``), a :class:`Skipped` when
+    ``skip_existing`` and the recorded run matches, and raises :class:`OutputExistsError` (exit 3)
+    otherwise, saying what differs.
+    """
+    outputs = config.output_files()
+    present = [p for p in outputs if p.exists()]
+    if not present:
+        return None
+    skip = bool(getattr(config, "skip_existing", False))
+    overwrite = bool(getattr(config, "overwrite", False))
+    where = present[0] if len(outputs) == 1 else present[0].parent
+    if not skip:
+        if overwrite:
+            return None
+        raise OutputExistsError(
+            f"{where} already exists; pass --overwrite to replace it, or --skip-existing to keep "
+            "it when it was made by the same run"
+        )
+    diffs = existing_differences(config, outputs)
+    if not diffs:
+        return Skipped(where=where, record=config.record_path() or present[0], outputs=outputs)
+    if overwrite:
+        return None
+    raise OutputExistsError(
+        f"{where} exists but does not match this run ({'; '.join(diffs)}); pass --overwrite to "
+        "replace it"
+    )
+
+
+def existing_differences(config: CommandConfig, outputs: list[Path]) -> list[str]:
+    """Why existing outputs do not count as this run's (empty: they do)."""
+    missing = [p.name for p in outputs if not p.exists()]
+    if missing:
+        return [f"incomplete: {', '.join(missing)} missing"]
+    path = config.record_path()
+    record = read_record(path) if path is not None else None
+    if record is None or not isinstance(record.get("fingerprint"), dict):
+        return [f"no run record ({path.name if path else 'none'}) to compare with"]
+    try:
+        current = config_fingerprint(config, weights=weights_file(config))
+    except FileNotFoundError as exc:
+        return [f"an input is missing ({exc.filename})"]
+    return differences(record["fingerprint"], current)
 
 
 def _short(value: Any, limit: int = 60) -> str:

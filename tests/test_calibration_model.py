@@ -14,7 +14,11 @@ from glaviz.calibration import CalibrationModel, IsotonicCalibration, KernelRidg
 from glaviz.errors import InputError
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-CALIBRATION_FILES = sorted((REFERENCE / "calibration").glob("*.json"))
+#: The published calibration files; glaviz ships byte-identical copies, so no ../shared is needed.
+PACKAGED = Path(__file__).resolve().parents[1] / "glaviz" / "data" / "calibration"
+CALIBRATION_FILES = sorted(PACKAGED.glob("*.json")) or sorted(
+    (REFERENCE / "calibration").glob("*.json")
+)
 
 # ----------------------------------------------------------------------------- helpers
 

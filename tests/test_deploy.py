@@ -347,7 +347,7 @@ def test_cli_deploy(stack, bundle, tmp_path, capsys) -> None:
     args = ["deploy", str(stack), "--weights", str(bundle), "-o", str(out), "--no-vector"]
     assert main(args) == 0
     assert "windows" in capsys.readouterr().out
-    assert main(args) == 2
+    assert main(args) == 3
     assert "Error: " in capsys.readouterr().err
     assert main(["-q", *args, "--overwrite"]) == 0
     assert capsys.readouterr().out == ""
@@ -363,9 +363,7 @@ def test_cli_deploy(stack, bundle, tmp_path, capsys) -> None:
         "glavitu_regionencoding_softmax.json",
     ],
 )
-def test_published_calibrations_equal_sklearn(
-    name, reference_dir, stack, bundle, tmp_path, monkeypatch
-) -> None:
+def test_published_calibrations_equal_sklearn(name, stack, bundle, tmp_path, monkeypatch) -> None:
     from sklearn.kernel_ridge import KernelRidge
 
     from glaviz.calibration.model import KernelRidgeCalibration
@@ -379,7 +377,9 @@ def test_published_calibrations_equal_sklearn(
         return out
 
     monkeypatch.setattr(KernelRidgeCalibration, "apply", spy)
-    path = reference_dir / "calibration" / name
+    from glaviz.registry.registry import calibration_path
+
+    path = calibration_path(name.removesuffix(".json"))  # the packaged copy of the published file
     out = tmp_path / "out"
     deploy(
         DeployConfig(

@@ -310,7 +310,7 @@ def test_cli_writes_stack_and_summary(tmp_path: Path, capsys) -> None:
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "stack.tif" in text and "8 bands" in text and out.exists()
-    assert main(args) == 2  # exists, no --overwrite
+    assert main(args) == 3  # exists, no --overwrite
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and "--overwrite" in err
     assert main([*args, "--overwrite"]) == 0

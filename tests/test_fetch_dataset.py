@@ -244,7 +244,7 @@ def test_a_different_file_under_the_name_is_not_overwritten(
 ) -> None:
     (tmp_path / "gsgm_test_DEMO.hdf5").write_bytes(b"mine")
     argv = ["fetch-dataset", "demo", "--split", "test", "--to", str(tmp_path)]
-    assert main(argv) == 2
+    assert main(argv) == 3
     assert "exists with 4 bytes" in error_line(capsys)
     assert main([*argv, "--force"]) == 0
     assert (tmp_path / "gsgm_test_DEMO.hdf5").read_bytes() == nird.files["gsgm_test_DEMO.hdf5"]

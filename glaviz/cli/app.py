@@ -1,28 +1,47 @@
-"""The Typer application, its global options, and the one place errors become exit codes."""
+"""The Typer application, its global options, and the one place errors become exit codes.
+
+Exit codes (DESIGN.md): 0 done or skipped, 1 data or runtime error, 2 usage or configuration
+error, 3 output exists; 128 + N when stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+import signal
 import sys
+import threading
 import traceback
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 
 from glaviz import __version__
-from glaviz.cli.state import configure_logging, err_console, state
+from glaviz.cli.state import configure_consoles, configure_logging, err_console, state
 from glaviz.errors import GlavizError
 
 app = typer.Typer(
     name="glaviz",
     help=(
         "Glacier mapping with GlaViTU (Maslov et al., Nature Communications 2025).\n\n"
-        "Example: glaviz deploy stack.tif --weights global -o out/"
+        "Global options (-q, -v, --debug, --json) go before or after the command.\n\n"
+        "Exit codes: 0 done or skipped, 1 data or runtime error, 2 usage or configuration "
+        "error, 3 output exists.\n\n"
+        "Example: glaviz deploy stack.tif --weights global"
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+#: Options of the ``glaviz`` callback that may also be written after the subcommand.
+GLOBAL_FLAGS = frozenset({"-q", "--quiet", "-v", "--verbose", "--debug", "--json"})
+
+#: Options a command defines itself under a global option's name (``evaluate --json FILE``).
+COMMAND_OWNED: dict[str, frozenset[str]] = {}
 
 
 def _version_callback(value: bool) -> None:
@@ -38,6 +57,14 @@ def _global_options(
         int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
     ] = 0,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object on stdout (outputs, counts, timings, or the error); "
+            "human text goes to stderr.",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -50,6 +77,8 @@ def _global_options(
 ) -> None:
     """Glacier mapping with GlaViTU."""
     state.quiet, state.verbose, state.debug = quiet, verbose, debug
+    state.json = json_output
+    configure_consoles()
     configure_logging()
 
 
@@ -59,8 +88,9 @@ def _register_commands() -> None:
 
 
 def _print_error(message: str) -> None:
-    # One line, no rich markup interpretation: messages contain paths with brackets.
-    err_console.print(f"Error: {message}", markup=False, highlight=False, soft_wrap=True)
+    # One line per problem, no rich markup interpretation: messages contain paths with brackets.
+    for line in message.splitlines() or [""]:
+        err_console.print(f"Error: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _is_usage_error(exc: Exception) -> bool:
@@ -68,38 +98,151 @@ def _is_usage_error(exc: Exception) -> bool:
     return callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
 
 
+def _is_global(arg: str) -> bool:
+    return arg in GLOBAL_FLAGS or re.fullmatch(r"-v+", arg) is not None
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options written after the subcommand to before it (``deploy … -q``).
+
+    Global options take no values, so the subcommand is the first argument that is not an
+    option. Nothing after ``--`` is touched, nor an option the command defines itself.
+    """
+    index = next((i for i, a in enumerate(args) if a == "--" or not a.startswith("-")), None)
+    if index is None or args[index] == "--":
+        return list(args)
+    command, rest = args[index], args[index + 1 :]
+    owned = COMMAND_OWNED.get(command, frozenset())
+    moved, kept = [], []
+    for pos, arg in enumerate(rest):
+        if arg == "--":
+            kept.extend(rest[pos:])
+            break
+        (moved if _is_global(arg) and arg not in owned else kept).append(arg)
+    return [*args[:index], *moved, command, *kept]
+
+
+def _command_name(args: list[str]) -> str | None:
+    return next((a for a in args if not a.startswith("-")), None)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is so every cleanup path runs (as for ^C)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_as_exceptions() -> Iterator[list[int]]:
+    """Turn SIGINT/SIGTERM/SIGHUP into :class:`Interrupted` where the program is, so every cleanup
+    path runs; yields a list that receives the signal number (Typer reports any
+    ``KeyboardInterrupt`` as a bare exit code 130, losing which signal it was).
+
+    The handler fires once; a second signal during cleanup is ignored so the cleanup can finish.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    wanted = [getattr(signal, n) for n in names]
+    previous = {s: signal.getsignal(s) for s in wanted}
+
+    def handler(signum: int, _frame: Any) -> None:
+        for s in wanted:
+            signal.signal(s, signal.SIG_IGN)
+        received.append(signum)
+        raise Interrupted(signum)
+
+    for s in wanted:
+        signal.signal(s, handler)
+    try:
+        yield received
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def _emit_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and map every failure to one ``Error:`` line and an exit code.
+    """Run the CLI and map every failure to ``Error:`` lines and an exit code.
 
     Returns the exit code instead of calling ``sys.exit`` so that tests can call it directly.
+    With ``--json`` the outcome, success or failure, is also one JSON object on stdout.
     """
     _register_commands()
-    args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    args = hoist_global_options(sys.argv[1:] if argv is None else list(argv))
+    command = _command_name(args)
+    head = args[: args.index(command)] if command else args
+    debug = "--debug" in head
+    as_json = "--json" in head
+    state.json = as_json  # known before parsing, so even a usage error is reported as JSON
+    configure_consoles()
+    code, error = 0, None
+    result: Any = None
+    received: list[int] = []
     try:
-        app(args=args, prog_name="glaviz", standalone_mode=False)
+        with _signals_as_exceptions() as received:
+            result = app(args=args, prog_name="glaviz", standalone_mode=False)
+        if received:
+            raise Interrupted(received[0])
+        if isinstance(result, int):  # click returns the code of typer.Exit in this mode
+            code = result
     except GlavizError as exc:
         if debug:
             traceback.print_exc()
-        _print_error(str(exc))
-        return exc.exit_code
+        code, error = exc.exit_code, exc
     except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        _print_error("aborted")
-        return 130
-    except KeyboardInterrupt:
-        _print_error("interrupted; no finished outputs were written")
-        return 130
+        code = exc.exit_code
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        signum = received[0] if received else getattr(exc, "signum", signal.SIGINT)
+        code, error = 128 + signum, Interrupted(signum)
     except Exception as exc:  # the one top-level handler
         if _is_usage_error(exc):  # bad options, missing arguments: click formats these itself
             exc.show()  # type: ignore[attr-defined]
-            return int(exc.exit_code)  # type: ignore[attr-defined]
-        if debug:
-            traceback.print_exc()
-        _print_error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
-        return 1
-    return 0
+            code, error = int(exc.exit_code), exc  # type: ignore[attr-defined]
+        else:
+            if debug:
+                traceback.print_exc()
+            code, error = 1, exc
+
+    if error is not None:
+        message = _error_message(error)
+        if not _is_usage_error(error):
+            _print_error(message)
+        if as_json:
+            _emit_json(
+                {
+                    "command": command,
+                    "status": "error",
+                    "exit_code": code,
+                    "error": {
+                        "type": type(error).__name__,
+                        "message": message,
+                        "lines": message.splitlines(),
+                    },
+                }
+            )
+    elif as_json and (result is None or isinstance(result, dict)):  # not --help or --version
+        _emit_json({"command": command, "status": "done", "exit_code": code, **(result or {})})
+    return code
+
+
+def _error_message(error: BaseException) -> str:
+    if isinstance(error, GlavizError):
+        return str(error)
+    if isinstance(error, Interrupted):
+        name = signal.Signals(error.signum).name
+        return f"stopped by {name}; no partial outputs were left behind"
+    if _is_usage_error(error):
+        return str(getattr(error, "message", None) or error)
+    return f"unexpected {type(error).__name__}: {error} (rerun with --debug for a traceback)"
 
 
 def run() -> None:

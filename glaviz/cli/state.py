@@ -1,4 +1,9 @@
-"""Process-wide CLI settings chosen by the global options (``-q``, ``-v``, ``--debug``)."""
+"""Process-wide CLI settings chosen by the global options (``-q``, ``-v``, ``--debug``, ``--json``).
+
+Human text goes to ``console`` (stdout) and ``err_console`` (stderr). With ``--json`` stdout is
+reserved for the one JSON object, so ``console`` writes to stderr too. Neither wraps lines when it
+is not writing to a terminal: scripts that grep a summary line must find it on one line.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
+#: Console width when not on a terminal: wide enough that tables and summaries are never wrapped.
+PIPE_WIDTH = 10_000
+
 
 @dataclass
 class CliState:
@@ -16,6 +24,7 @@ class CliState:
     quiet: bool = False
     verbose: int = 0
     debug: bool = False
+    json: bool = False
 
     @property
     def show_progress(self) -> bool:
@@ -24,8 +33,27 @@ class CliState:
 
 
 state = CliState()
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def configure_consoles() -> None:
+    """Point ``console`` at stderr under ``--json``; never wrap when not on a terminal."""
+    console.stderr = state.json
+    for con in (console, err_console):
+        con.width = None  # type: ignore[assignment]  # re-detect: the stream may have changed
+        if not con.is_terminal:
+            con.width = PIPE_WIDTH
+
+
+class _StderrHandler(logging.Handler):
+    """Plain log lines on whatever ``sys.stderr`` is at the time (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
 
 
 def prepare_tensorflow() -> None:
@@ -47,10 +75,19 @@ def configure_logging() -> None:
         level = logging.WARNING
     logger = logging.getLogger("glaviz")
     logger.setLevel(level)
-    if not logger.handlers:
+    for handler in [h for h in logger.handlers if getattr(h, "_glaviz", False)]:
+        logger.removeHandler(handler)
+    handler: logging.Handler
+    if err_console.is_terminal:
         from rich.logging import RichHandler
 
-        logger.addHandler(RichHandler(console=err_console, show_path=False, show_time=False))
+        handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    else:
+        # rich pads log lines to the console width; a pipe gets plain, unwrapped lines.
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler._glaviz = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
     # TensorFlow's C++ logging is noise for users unless they asked for debug output.
     import os
 

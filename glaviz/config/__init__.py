@@ -1,11 +1,27 @@
 """One pydantic model per command: the single definition of its options.
 
 The CLI options, ``--config`` files and the settings recorded in run records all come from these
-models, so an option is written once.
+models, so an option is written once. ``glaviz.config.loading`` reads config files and merges
+them with the command line; the models themselves import nothing heavy.
 """
 
 from glaviz.config.base import CommandConfig
+from glaviz.config.calibrate import CalibrateConfig
 from glaviz.config.deploy import DeployConfig
+from glaviz.config.evaluate import EvaluateConfig
 from glaviz.config.features import FeaturesConfig
+from glaviz.config.fetch import FetchDatasetConfig, FetchWeightsConfig
+from glaviz.config.optimise_bias import OptimiseBiasConfig
+from glaviz.config.predict import PredictConfig
 
-__all__ = ["CommandConfig", "DeployConfig", "FeaturesConfig"]
+__all__ = [
+    "CalibrateConfig",
+    "CommandConfig",
+    "DeployConfig",
+    "EvaluateConfig",
+    "FeaturesConfig",
+    "FetchDatasetConfig",
+    "FetchWeightsConfig",
+    "OptimiseBiasConfig",
+    "PredictConfig",
+]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from glaviz.config.base import CommandConfig
+from glaviz.config.base import (
+    CommandConfig,
+    overwrite_field,
+    parse_feature_list,
+    skip_existing_field,
+)
 
 Precision = Literal["float32", "bfloat16", "float16"]
 
@@ -19,6 +24,8 @@ def default_outdir(stack: Path) -> Path:
 
 class DeployConfig(CommandConfig):
     """Everything one deploy run depends on, besides the data and the weights' contents."""
+
+    NAME_OR_PATH_FIELDS: ClassVar[frozenset[str]] = frozenset({"weights", "calibration"})
 
     stack: Path = Field(description="Feature stack GeoTIFF made by glaviz features.")
     weights: str = Field(
@@ -60,18 +67,13 @@ class DeployConfig(CommandConfig):
     probabilities: bool = Field(False, description="Also write probabilities.tif.")
     vector: bool = Field(True, description="Write the outlines.gpkg polygons.")
     quicklook: bool = Field(True, description="Write quicklook.png.")
-    overwrite: bool = Field(False, description="Replace outputs already in the folder.")
+    overwrite: bool = overwrite_field("outputs already in the folder")
+    skip_existing: bool = skip_existing_field("the output folder")
 
     @field_validator("features", mode="before")
     @classmethod
     def _parse_features(cls, value: object) -> object:
-        from glaviz.groups import parse_features
-
-        if value is None:
-            return None
-        if isinstance(value, str | list | tuple):
-            return parse_features(value)  # type: ignore[arg-type]
-        return value
+        return parse_feature_list(value)
 
     @model_validator(mode="after")
     def _one_location(self) -> DeployConfig:
@@ -85,3 +87,10 @@ class DeployConfig(CommandConfig):
     def outdir(self) -> Path:
         """The output folder, defaulted beside the stack."""
         return self.output if self.output is not None else default_outdir(self.stack)
+
+    def output_files(self) -> list[Path]:
+        """run.json is renamed into place last, so with it the outputs are complete."""
+        return [self.outdir / "outlines.tif", self.outdir / "run.json"]
+
+    def record_path(self) -> Path:
+        return self.outdir / "run.json"

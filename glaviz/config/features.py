@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from glaviz.config.base import CommandConfig
+from glaviz.config.base import CommandConfig, overwrite_field, skip_existing_field
 
 #: The raster inputs, in ``compile_stack`` keyword order.
 RASTER_INPUTS: tuple[str, ...] = (
@@ -41,7 +41,8 @@ class FeaturesConfig(CommandConfig):
     cross_pol_sar: Path | None = Field(None, description="Cross-pol sigma0, 2 bands, linear.")
     in_sar: Path | None = Field(None, description="InSAR coherence, 2 bands.")
     thermal: Path | None = Field(None, description="Thermal band, 1 band, K.")
-    overwrite: bool = Field(False, description="Replace an existing output.")
+    overwrite: bool = overwrite_field("an existing output")
+    skip_existing: bool = skip_existing_field()
 
     @model_validator(mode="after")
     def _one_source(self) -> FeaturesConfig:

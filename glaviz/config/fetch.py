@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from glaviz.config.base import CommandConfig
-from glaviz.errors import ConfigError
 
 DatasetName = Literal["benchmark", "demo", "independent"]
 Split = Literal["train", "val", "test"]
 Area = Literal["swiss_alps", "sc1", "alaska", "southern_canada"]
-
-C = TypeVar("C", bound=CommandConfig)
-
-
-def build_config(cls: type[C], **values: Any) -> C:
-    """``cls(**values)``, with a validation failure turned into one :class:`ConfigError` line."""
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        problems = "; ".join(
-            (".".join(str(p) for p in err["loc"]) + ": " if err["loc"] else "")
-            + str(err["msg"]).removeprefix("Value error, ")
-            for err in exc.errors()
-        )
-        raise ConfigError(problems) from None
 
 
 class FetchWeightsConfig(CommandConfig):
@@ -78,10 +62,10 @@ class FetchDatasetConfig(CommandConfig):
     name: DatasetName | None = Field(
         None, description="benchmark (20230905 files), demo (gsgm DEMO files) or independent."
     )
-    splits: tuple[Split, ...] = Field(
-        (), description="Splits of benchmark or demo (default: train, val and test)."
+    splits: list[Split] = Field(
+        [], description="Splits of benchmark or demo (default: train, val and test)."
     )
-    areas: tuple[Area, ...] = Field((), description="Areas of independent (default: all four).")
+    areas: list[Area] = Field([], description="Areas of independent (default: all four).")
     to: Path = Field(Path("."), description="Folder to download into (default: the current one).")
     list_only: bool = Field(False, description="List the files, sizes and md5 (offline).")
     base_url: str | None = Field(

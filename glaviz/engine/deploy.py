@@ -237,6 +237,7 @@ def _deploy(
     from glaviz.engine.predictor import Predictor, default_batch_size
     from glaviz.engine.tiling import tile_grid
     from glaviz.pipeline import StackLayout
+    from glaviz.records import run_record
 
     timings: dict[str, float] = {}
     layout = StackLayout.read(dataset)
@@ -425,6 +426,8 @@ def _deploy(
             "glacier_fraction_of_valid": glacier_fraction,
             "polygons": polygons,
             "timings": timings,
+            # The resolved DeployConfig and its fingerprint: re-run with --config, skip-existing.
+            **run_record(opts, command="deploy", weights=model.path),
         },
     )
     final = outputs.commit()

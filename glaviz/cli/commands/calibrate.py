@@ -2,59 +2,30 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-import typer
-
-from glaviz.cli.app import app
+from glaviz.cli.modelcmd import model_command
 from glaviz.cli.state import console, state
+from glaviz.config import CalibrateConfig
 
 
-@app.command("calibrate")
-def calibrate(
-    predictions: Annotated[
-        Path,
-        typer.Argument(
-            help="Predictions HDF5 of glaviz predict on a validation split (with truth).",
-            metavar="PREDICTIONS.h5",
-        ),
-    ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Calibration JSON to write (CAL.json).")
-    ],
-    plot: Annotated[
-        Path | None,
-        typer.Option(help="Also draw the reliability diagram, before and after, as a PNG."),
-    ] = None,
-    bins: Annotated[
-        int, typer.Option(help="Equal confidence bins of the diagram and the fit.")
-    ] = 100,
-    method: Annotated[
-        str,
-        typer.Option(help="kernel-ridge (the published procedure) or isotonic (a monotone table)."),
-    ] = "kernel-ridge",
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing outputs.")
-    ] = False,
-) -> None:
+@model_command(
+    "calibrate",
+    CalibrateConfig,
+    arguments={"predictions": "PREDICTIONS.h5"},
+    options={"output": ["--output", "-o"]},
+)
+def calibrate(config: CalibrateConfig) -> dict[str, Any]:
     """Fit a confidence calibration with the published procedure; report ECE before and after.
 
     The JSON it writes is what glaviz deploy --calibration reads. ECE uses 100 bins.
 
     Example: glaviz calibrate predictions_val.h5 -o calibration.json --plot reliability.png
     """
-    from glaviz.calibration.fit import calibrate as run_calibrate
+    from glaviz import api
 
-    result = run_calibrate(
-        predictions=predictions,
-        output=output,
-        bins=bins,
-        method=method,
-        plot=plot,
-        overwrite=overwrite,
-        progress=state.show_progress,
-    )
+    result = api.calibrate(config, progress=state.show_progress, check=False)
+    assert not isinstance(result, api.Skipped)
     if not state.quiet:
         console.print(
             f"ECE (100 bins): {100 * result.ece_before:.2f} % before, "
@@ -64,3 +35,14 @@ def calibrate(
             markup=False,
             highlight=False,
         )
+    outputs = [p for p in (result.output, result.plot) if p is not None]
+    return {
+        "outputs": [str(p) for p in outputs],
+        "counts": {
+            "ece_before": result.ece_before,
+            "ece_after": result.ece_after,
+            "pixels": result.pixels,
+            "tiles": result.tiles,
+        },
+        "method": result.method,
+    }

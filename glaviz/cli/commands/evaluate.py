@@ -4,74 +4,46 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from glaviz.cli.app import app
+from glaviz.cli.modelcmd import model_command
 from glaviz.cli.state import console, state
-from glaviz.errors import ConfigError
+from glaviz.config import EvaluateConfig
 
 if TYPE_CHECKING:
     from glaviz.evaluation import Counts, Evaluation
 
 
-@app.command("evaluate")
-def evaluate(
-    predictions: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Predictions HDF5 of glaviz predict (needs the 'true' datasets).",
-            metavar="PREDICTIONS.h5",
-            show_default=False,
-        ),
-    ] = None,
-    prediction: Annotated[
-        Path | None,
-        typer.Option(help="Outlines raster to score instead (0/1, nodata excluded)."),
-    ] = None,
-    truth: Annotated[
-        Path | None,
-        typer.Option(help="Reference outlines for --prediction: raster, or .gpkg/.shp/.geojson."),
-    ] = None,
-    json_path: Annotated[
-        Path | None,
-        typer.Option("--json", help="Also write the scores as JSON here ('-': stdout only)."),
-    ] = None,
-) -> None:
+@model_command(
+    "evaluate",
+    EvaluateConfig,
+    arguments={"predictions": "PREDICTIONS.h5"},
+    options={"json_output": ["--json"]},
+)
+def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """Score glacier maps: IoU, precision, recall, F1, accuracy in total, per region, per subregion.
 
     Either a predictions file of glaviz predict, or a deployed map (--prediction) against
-    reference outlines (--truth), which also reports the glacier areas in km².
+    reference outlines (--truth), which also reports the glacier areas in km². --json FILE
+    refuses to replace an existing FILE without --overwrite; --json - prints the scores as JSON
+    on stdout (after the command, --json is this option; before it, the global one).
 
     Example: glaviz evaluate predictions_test.h5 --json scores.json
     """
-    if predictions is not None and (prediction is not None or truth is not None):
-        raise ConfigError(
-            f"give either a predictions file ({predictions}) or --prediction/--truth, not both"
-        )
-    if predictions is None and (prediction is None or truth is None):
-        given = "--prediction" if prediction is not None else "--truth" if truth else None
-        raise ConfigError(
-            (f"{given} needs its partner; " if given else "nothing to evaluate; ")
-            + "use glaviz evaluate PREDICTIONS.h5, or glaviz evaluate --prediction OUTLINES.tif "
-            "--truth TRUTH.gpkg"
-        )
-    from glaviz.evaluation import evaluate_predictions, evaluate_rasters, write_json_atomic
+    from glaviz import api
 
-    if predictions is not None:
-        result = evaluate_predictions(predictions=predictions, progress=state.show_progress)
-    else:
-        assert prediction is not None and truth is not None
-        result = evaluate_rasters(prediction=prediction, truth=truth, progress=state.show_progress)
-
-    if json_path is not None and str(json_path) == "-":
-        typer.echo(json.dumps(result.to_dict(), indent=2))
-        return
-    if json_path is not None:
-        write_json_atomic(result.to_dict(), json_path)
-    if not state.quiet:
-        _render(result, json_path)
+    result = api.evaluate(config, progress=state.show_progress, check=False)
+    assert not isinstance(result, api.Skipped)
+    scores = result.to_dict()
+    if config.to_stdout:
+        if not state.json:  # under --json the scores are part of the one JSON object
+            typer.echo(json.dumps(scores, indent=2))
+    elif not state.quiet:
+        _render(result, config.json_output)
+    outputs = config.output_files()
+    return {"outputs": [str(p) for p in outputs], "scores": scores}
 
 
 def _fmt(value: float | None) -> str:

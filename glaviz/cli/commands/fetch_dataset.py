@@ -3,90 +3,45 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from glaviz.cli.app import app
+from glaviz.cli.modelcmd import model_command
 from glaviz.cli.state import console, state
+from glaviz.config.fetch import FetchDatasetConfig
 
 if TYPE_CHECKING:
     from glaviz.registry.fetch_dataset import DatasetResult, FileStatus
 
 
-@app.command("fetch-dataset")
-def fetch_dataset(
-    name: Annotated[
-        str | None,
-        typer.Argument(
-            help="benchmark (the 20230905 files), demo (the gsgm DEMO files) or independent "
-            "(four test areas: features pickle + reference raster).",
-            metavar="NAME",
-            show_default=False,
-        ),
-    ] = None,
-    split: Annotated[
-        list[str] | None,
-        typer.Option("--split", help="train, val or test (repeatable; default: all three)."),
-    ] = None,
-    area: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--area",
-            help="swiss_alps, sc1, alaska or southern_canada (repeatable; default: all four).",
-        ),
-    ] = None,
-    to: Annotated[
-        Path, typer.Option("--to", help="Folder to download into.", file_okay=False)
-    ] = Path("."),
-    list_files: Annotated[
-        bool, typer.Option("--list", help="List the files with sizes and md5 (offline).")
-    ] = False,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            "--base-url",
-            help="Mirror of the archive's download folder. Default: $GLAVIZ_DATASET_URL, else "
-            "the NIRD archive.",
-        ),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Download again even if the file is there.")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout.")
-    ] = False,
-) -> None:
+@model_command(
+    "fetch-dataset",
+    FetchDatasetConfig,
+    arguments={"name": "NAME"},
+    options={"splits": ["--split"], "areas": ["--area"], "list_only": ["--list"]},
+    check_outputs=False,
+)
+def fetch_dataset(config: FetchDatasetConfig) -> dict[str, Any]:
     """Download published datasets (doi:10.11582/2024.00168, CC-BY-4.0) into a folder.
 
-    Downloads resume (HTTP range requests, also after an interrupted run), are md5-verified
-    against the archive's table of contents and appear under their names only when complete.
-    The free space is checked before the first byte.
+    NAME is benchmark (the 20230905 files), demo (the gsgm DEMO files) or independent (four test
+    areas: features pickle + reference raster). --split (benchmark, demo) and --area
+    (independent) are repeatable. Downloads resume (HTTP range requests, also after an
+    interrupted run), are md5-verified against the archive's table of contents and appear under
+    their names only when complete. The free space is checked before the first byte.
 
     Example: glaviz fetch-dataset independent --area swiss_alps --to data/
+
+    Example: glaviz fetch-dataset --list
     """
-    from glaviz.config.fetch import FetchDatasetConfig, build_config
     from glaviz.registry import archive
     from glaviz.registry import fetch_dataset as engine
 
-    config = build_config(
-        FetchDatasetConfig,
-        name=name,
-        splits=tuple(split or ()),
-        areas=tuple(area or ()),
-        to=to,
-        list_only=list_files,
-        base_url=base_url,
-        force=force,
-    )
     files = archive.select(config.name, splits=config.splits, areas=config.areas)
     if config.list_only:
         rows = engine.status(files, config.to)
-        if as_json:
-            _print_json({"files": [_status_json(r) for r in rows], "folder": str(config.to)})
-        else:
+        if not state.json:
             _print_table(rows, config.to)
-        return
+        return {"files": [_status_json(r) for r in rows], "folder": str(config.to)}
     results = engine.fetch_files(
         files,
         to=config.to,
@@ -94,9 +49,7 @@ def fetch_dataset(
         force=config.force,
         progress=state.show_progress,
     )
-    if as_json:
-        _print_json({"files": [_result_json(r) for r in results]})
-    elif not state.quiet:
+    if not state.quiet:
         for r in results:
             how = f"downloaded from {r.source}, md5 verified" if r.source else "already there"
             console.print(
@@ -105,6 +58,7 @@ def fetch_dataset(
                 highlight=False,
                 soft_wrap=True,
             )
+    return {"outputs": [str(r.path) for r in results], "files": [_result_json(r) for r in results]}
 
 
 def _file_json(row: FileStatus | DatasetResult) -> dict[str, object]:
@@ -127,12 +81,6 @@ def _status_json(row: FileStatus) -> dict[str, object]:
 
 def _result_json(row: DatasetResult) -> dict[str, object]:
     return {**_file_json(row), "status": row.status, "source": row.source}
-
-
-def _print_json(data: dict[str, object]) -> None:
-    import json
-
-    print(json.dumps(data, indent=2))
 
 
 def _print_table(rows: list[FileStatus], folder: Path) -> None:

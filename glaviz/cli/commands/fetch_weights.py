@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from glaviz.cli.app import app
+from glaviz.cli.modelcmd import model_command
 from glaviz.cli.state import console, state
+from glaviz.config import FetchWeightsConfig
 from glaviz.errors import GlavizError
 
 if TYPE_CHECKING:
@@ -16,85 +14,48 @@ if TYPE_CHECKING:
     from glaviz.registry.registry import ModelEntry
 
 
-@app.command("fetch-weights")
-def fetch_weights(
-    names: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Registry model names (e.g. global, hma); see --list.",
-            metavar="NAME...",
-            show_default=False,
-        ),
-    ] = None,
-    list_models: Annotated[
-        bool, typer.Option("--list", help="Show the registry and what is cached (offline).")
-    ] = False,
-    all_models: Annotated[bool, typer.Option("--all", help="Fetch every registry model.")] = False,
-    from_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--from",
-            help="Import this hand-downloaded file as NAME (verified like a download).",
-            dir_okay=False,
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            "--base-url",
-            help="Mirror URL or folder, tried before the Google Drive; the file name is appended. "
-            "Default: $GLAVIZ_WEIGHTS_URL.",
-        ),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Download or import again even if cached.")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout (with each sha256).")
-    ] = False,
-) -> None:
+@model_command(
+    "fetch-weights",
+    FetchWeightsConfig,
+    arguments={"names": "NAME..."},
+    options={"list_only": ["--list"], "all_models": ["--all"], "from_file": ["--from"]},
+    check_outputs=False,
+)
+def fetch_weights(config: FetchWeightsConfig) -> dict[str, Any]:
     """Download published GlaViTU weights into the verified local cache ($GLAVIZ_HOME).
 
     Sources: a mirror first (--base-url, $GLAVIZ_WEIGHTS_URL), then the authors' public Google
     Drive folder. Downloads resume after interruptions. Each file is verified before it enters the
-    cache: the sha256 when pinned ($GLAVIZ_REGISTRY), and always every tensor's shape.
+    cache: the sha256 when pinned ($GLAVIZ_REGISTRY), and always every tensor's shape. A model
+    already in the cache is not fetched again (exit 0), unless --force. --list and --json show
+    each cached file's sha256.
 
     Example: glaviz fetch-weights global hma
-    """
-    from glaviz.config.fetch import FetchWeightsConfig, build_config
-    from glaviz.registry import fetch, load_registry, weights_dir
 
-    config = build_config(
-        FetchWeightsConfig,
-        names=tuple(names or ()),
-        list_only=list_models,
-        all_models=all_models,
-        from_file=from_file,
-        base_url=base_url,
-        force=force,
-    )
+    Example: glaviz fetch-weights global --base-url https://mirror.example.org/glaviz/
+    """
+    from glaviz.registry import fetch, weights_dir
+
+    names, base_url, force = config.names, config.base_url, config.force
     if config.list_only:
-        rows = fetch.cache_status()
-        if config.names:
-            wanted = {load_registry().require(n).name for n in config.names}
-            rows = [r for r in rows if r.entry.name in wanted]
-        if as_json:
-            _print_json({"models": [_row_json(r) for r in rows], "cache": str(weights_dir())})
-        else:
+        rows = _selected(fetch.cache_status(), only=list(names))
+        if not state.json:
             _print_table(rows)
-        return
+        return {"models": [_row_json(r) for r in rows], "cache": str(weights_dir())}
     if config.from_file is not None:
-        result = fetch.import_model(config.names[0], config.from_file, force=config.force)
-        _report([result], as_json=as_json)
-        return
+        result = fetch.import_model(names[0], config.from_file, force=force)
+        _report(result)
+        return {"outputs": [str(result.path)], "models": [_result_json(result)]}
+    from glaviz.registry import load_registry
+
     registry = load_registry()
-    entries = registry.models if config.all_models else [registry.require(n) for n in config.names]
+    entries = registry.models if config.all_models else [registry.require(n) for n in names]
     failed: list[tuple[str, GlavizError]] = []
     results: list[FetchResult] = []
     for entry in entries:
         try:
             result = fetch.fetch_model(
-                entry, base_url=config.base_url, force=config.force, progress=state.show_progress
+                entry, base_url=base_url, force=force, progress=state.show_progress
             )
         except GlavizError as exc:
             if len(entries) == 1:
@@ -102,21 +63,18 @@ def fetch_weights(
             failed.append((entry.name, exc))  # one bad model must not stop a batch
             continue
         results.append(result)
-        if not as_json:
-            _report([result], as_json=False)
-    if as_json:
-        _print_json(
-            {
-                "models": [_result_json(r) for r in results],
-                "failed": {name: str(exc) for name, exc in failed},
-            }
-        )
+        _report(result)
     if failed:
         first = failed[0][1]
         raise type(first)(
             f"{len(failed)} of {len(entries)} models were not fetched "
             f"({', '.join(name for name, _ in failed)}); first error: {first}"
         )
+    return {
+        "outputs": [str(r.path) for r in results],
+        "models": [_result_json(r) for r in results],
+        "failed": {},
+    }
 
 
 def _result_json(result: FetchResult) -> dict[str, object]:
@@ -148,33 +106,32 @@ def _row_json(row: CacheStatus) -> dict[str, object]:
     }
 
 
-def _print_json(data: dict[str, object]) -> None:
-    import json
-
-    print(json.dumps(data, indent=2))
-
-
-def _report(results: list[FetchResult], *, as_json: bool) -> None:
-    if as_json:
-        _print_json({"models": [_result_json(r) for r in results], "failed": {}})
-        return
+def _report(result: FetchResult) -> None:
     if state.quiet:
         return
-    for result in results:
-        words = {
-            "downloaded": f"downloaded from {result.source}",
-            "imported": f"imported from {result.source}",
-            "cached": "already cached",
-            "packaged": "built into glaviz",
-        }
-        size = f"{result.size / 1e6:.1f} MB"
-        digest = f", sha256 {result.sha256}" if result.sha256 else ""
-        console.print(
-            f"{result.entry.name}: {words[result.status]} → {result.path} ({size}{digest})",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+    words = {
+        "downloaded": f"downloaded from {result.source}",
+        "imported": f"imported from {result.source}",
+        "cached": "already cached",
+        "packaged": "built into glaviz",
+    }
+    size = f"{result.size / 1e6:.1f} MB"
+    digest = f", sha256 {result.sha256}" if result.sha256 else ""
+    console.print(
+        f"{result.entry.name}: {words[result.status]} → {result.path} ({size}{digest})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _selected(rows: list[CacheStatus], *, only: list[str]) -> list[CacheStatus]:
+    from glaviz.registry import load_registry
+
+    if not only:
+        return rows
+    wanted = {load_registry().require(n).name for n in only}
+    return [r for r in rows if r.entry.name in wanted]
 
 
 def _print_table(rows: list[CacheStatus]) -> None:

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-import typer
-
-from glaviz.cli.app import app
+from glaviz.cli.modelcmd import model_command
 from glaviz.cli.state import console, prepare_tensorflow, state
+from glaviz.config import OptimiseBiasConfig
 
 
-@app.command("optimise-bias")
-def optimise_bias(
-    stack: Annotated[
-        Path, typer.Argument(help="Feature stack GeoTIFF made by glaviz features.", metavar="STACK")
-    ],
-    weights: Annotated[
-        str, typer.Option("--weights", "-w", help="A region-encoding model: name, .h5 or .glaviz.")
-    ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Region vector JSON to write.")],
-    epochs: Annotated[int, typer.Option(help="Most epochs to run (early stop as published).")] = (
-        100
-    ),
-    seed: Annotated[int, typer.Option(help="Seed of the random windows.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Windows per optimisation step.")] = 8,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT.")] = False,
-) -> None:
+@model_command(
+    "optimise-bias",
+    OptimiseBiasConfig,
+    arguments={"stack": "STACK"},
+    options={"weights": ["--weights", "-w"], "output": ["--output", "-o"]},
+)
+def optimise_bias(config: OptimiseBiasConfig) -> dict[str, Any]:
     """Learn the region vector that makes a region-encoding model most confident on a scene.
 
     The vector (softmax of a learned bias, sums to 1) feeds glaviz deploy --region-vector.
@@ -35,22 +23,24 @@ def optimise_bias(
     Example: glaviz optimise-bias stack.tif --weights region-encoding -o rv.json
     """
     prepare_tensorflow()
-    from glaviz.engine.bias import optimise_bias as run
+    from glaviz import api
 
-    result = run(
-        stack=stack,
-        weights=weights,
-        output=output,
-        epochs=epochs,
-        seed=seed,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        overwrite=overwrite,
-        progress=state.show_progress,
-    )
+    result = api.optimise_bias(config, progress=state.show_progress, check=False)
+    assert not isinstance(result, api.Skipped)
     if not state.quiet:
         console.print(
             f"mean entropy {result.entropy_before:.4f} → {result.entropy_after:.4f} after "
             f"{result.epochs} epochs; region vector written to {result.path}",
+            markup=False,
             highlight=False,
         )
+    return {
+        "outputs": [str(result.path)],
+        "region_vector": result.region_vector,
+        "regions": result.regions,
+        "counts": {
+            "epochs": result.epochs,
+            "entropy_before": result.entropy_before,
+            "entropy_after": result.entropy_after,
+        },
+    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -36,11 +36,13 @@ def train(
             "training.strategy = finetune unless the config says otherwise.",
         ),
     ] = None,
-) -> None:
+) -> dict[str, Any]:
     """Train GlaViTU with the published recipe; the result is OUTPUT/model.glaviz.
 
     Keeps the best-IoU and lowest-loss bundles, CSV and TensorBoard logs and a resume point in
     the output folder.
+
+    Exit codes: 0 done, 1 data or runtime error, 2 usage or configuration error, 3 output exists.
 
     Example: glaviz train configs/example.toml --set training.epochs=3
     """
@@ -57,3 +59,12 @@ def train(
             f"(epoch {result.best_epoch}) in {result.seconds:.0f} s; model: {result.bundle}",
             highlight=False,
         )
+    return {
+        "outputs": [str(result.bundle)],
+        "counts": {
+            "epochs": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "best_val_iou": result.best_val_iou,
+        },
+        "timings": {"total_s": result.seconds},
+    }

@@ -1,0 +1,174 @@
+"""The engine behind each command, called with the command's configuration model.
+
+These are what ``glaviz.deploy(...)``, ``glaviz.predict(...)`` … are in a notebook, and what the
+CLI commands call: one configuration model per command, so a config file, a run record and a
+notebook cell describe a run the same way. Each function first applies the configuration's
+``skip_existing``/``overwrite`` (returning :class:`~glaviz.records.Skipped` when a matching run is
+already there), and commands whose output is a single file get a run record beside it
+(``OUT.run.json``) for the next ``--skip-existing``. Heavy imports happen inside each function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from glaviz.records import Skipped, check_outputs, run_record, weights_file, write_record
+
+if TYPE_CHECKING:
+    from glaviz.calibration.fit import CalibrationFit
+    from glaviz.config import (
+        CalibrateConfig,
+        CommandConfig,
+        DeployConfig,
+        EvaluateConfig,
+        FeaturesConfig,
+        OptimiseBiasConfig,
+        PredictConfig,
+    )
+    from glaviz.engine.bias import BiasResult
+    from glaviz.engine.deploy import DeployResult
+    from glaviz.engine.predict import PredictResult
+    from glaviz.evaluation import Evaluation
+    from glaviz.features.stack import StackResult
+
+R = TypeVar("R")
+
+
+def _recorded(config: CommandConfig, command: str, run: Callable[[], R]) -> R:
+    """Run ``run`` and write the record of a single-output command beside its output.
+
+    The fingerprint is taken before the run: an input that changes while it runs makes the record
+    not match, which is the safe way round.
+    """
+    try:
+        record = run_record(config, command=command, weights=weights_file(config))
+    except FileNotFoundError:
+        record = None  # a missing input: the engine says so in its own words
+    result = run()
+    path = config.record_path()
+    if path is not None and record is not None:
+        write_record(path, record)
+    return result
+
+
+def deploy(
+    config: DeployConfig, *, progress: bool = False, check: bool = True
+) -> DeployResult | Skipped:
+    """Map glaciers on a whole scene (``glaviz deploy``); the engine writes its own run.json."""
+    if check and (skipped := check_outputs(config)) is not None:
+        return skipped
+    from glaviz.engine.deploy import deploy as run
+
+    return run(config, progress=progress)
+
+
+def predict(
+    config: PredictConfig, *, progress: bool = False, check: bool = True
+) -> PredictResult | Skipped:
+    """Predict every tile of a benchmark split (``glaviz predict``)."""
+    if check and (skipped := check_outputs(config)) is not None:
+        return skipped
+    from glaviz.engine.predict import predict as run
+
+    return _recorded(
+        config,
+        "predict",
+        lambda: run(
+            weights=config.weights,
+            dataset=config.dataset,
+            output=config.output,
+            features=config.features,
+            regions=config.region,
+            subregions=config.subregion,
+            tta=config.tta,
+            mc=config.mc,
+            batch_size=config.batch_size,
+            precision=config.precision,
+            overwrite=config.overwrite,
+            progress=progress,
+        ),
+    )
+
+
+def evaluate(
+    config: EvaluateConfig, *, progress: bool = False, check: bool = True
+) -> Evaluation | Skipped:
+    """Score a predictions file or a deployed map (``glaviz evaluate``); writes ``json_output``."""
+    if check and (skipped := check_outputs(config)) is not None:
+        return skipped
+    from glaviz.evaluation import evaluate_predictions, evaluate_rasters, write_json_atomic
+
+    def run() -> Evaluation:
+        if config.predictions is not None:
+            result = evaluate_predictions(predictions=config.predictions, progress=progress)
+        else:
+            assert config.prediction is not None and config.truth is not None
+            result = evaluate_rasters(
+                prediction=config.prediction, truth=config.truth, progress=progress
+            )
+        if config.json_output is not None and not config.to_stdout:
+            write_json_atomic(result.to_dict(), config.json_output)
+        return result
+
+    return _recorded(config, "evaluate", run)
+
+
+def calibrate(
+    config: CalibrateConfig, *, progress: bool = False, check: bool = True
+) -> CalibrationFit | Skipped:
+    """Fit a confidence calibration on validation predictions (``glaviz calibrate``)."""
+    if check and (skipped := check_outputs(config)) is not None:
+        return skipped
+    from glaviz.calibration.fit import calibrate as run
+
+    return _recorded(
+        config,
+        "calibrate",
+        lambda: run(
+            predictions=config.predictions,
+            output=config.output,
+            bins=config.bins,
+            method=config.method,
+            plot=config.plot,
+            overwrite=config.overwrite,
+            progress=progress,
+        ),
+    )
+
+
+def optimise_bias(
+    config: OptimiseBiasConfig, *, progress: bool = False, check: bool = True
+) -> BiasResult | Skipped:
+    """Learn the region vector of a region-encoding model for a scene (``glaviz optimise-bias``)."""
+    if check and (skipped := check_outputs(config)) is not None:
+        return skipped
+    from glaviz.engine.bias import optimise_bias as run
+
+    return _recorded(
+        config,
+        "optimise-bias",
+        lambda: run(
+            stack=config.stack,
+            weights=config.weights,
+            output=config.output,
+            epochs=config.epochs,
+            seed=config.seed,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            overwrite=config.overwrite,
+            progress=progress,
+        ),
+    )
+
+
+def compile_features(
+    config: FeaturesConfig, *, progress: bool = False, check: bool = True
+) -> StackResult | Skipped:
+    """Compile input rasters, or convert a published feature file, into one feature stack
+    (``glaviz features``)."""
+    if check and (skipped := check_outputs(config)) is not None:
+        return skipped
+    from glaviz.features import run_features
+
+    return _recorded(config, "features", lambda: run_features(config, progress=progress))
