@@ -29,6 +29,7 @@ _LAZY = {
     "calibrate": "glaviz.api",
     "optimise_bias": "glaviz.api",
     "compile_features": "glaviz.api",
+    "inventory": "glaviz.api",
     "open_result": "glaviz.result",
     "load_config": "glaviz.config.loading",
     "check_outputs": "glaviz.records",
@@ -38,6 +39,8 @@ _LAZY = {
     "EvaluateConfig": "glaviz.config",
     "FeaturesConfig": "glaviz.config",
     "FetchWeightsConfig": "glaviz.config",
+    "FetchDatasetConfig": "glaviz.config",
+    "InventoryConfig": "glaviz.config",
     "OptimiseBiasConfig": "glaviz.config",
     "PredictConfig": "glaviz.config",
 }

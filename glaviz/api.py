@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         DeployConfig,
         EvaluateConfig,
         FeaturesConfig,
+        InventoryConfig,
         OptimiseBiasConfig,
         PredictConfig,
     )
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from glaviz.engine.predict import PredictResult
     from glaviz.evaluation import Evaluation
     from glaviz.features.stack import StackResult
+    from glaviz.inventory.engine import InventoryResult
 
 R = TypeVar("R")
 
@@ -172,3 +174,15 @@ def compile_features(
     from glaviz.features import run_features
 
     return _recorded(config, "features", lambda: run_features(config, progress=progress))
+
+
+def inventory(
+    config: InventoryConfig, *, progress: bool = False, check: bool = True
+) -> InventoryResult | Skipped:
+    """Split glacier complexes into glaciers with RGI-style attributes (``glaviz inventory``);
+    the engine writes its own run record beside the GeoPackage."""
+    if check and (skipped := check_outputs(config)) is not None:
+        return skipped
+    from glaviz.inventory import build_inventory
+
+    return build_inventory(config, progress=progress)

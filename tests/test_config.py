@@ -23,7 +23,9 @@ from glaviz.config import (
     DeployConfig,
     EvaluateConfig,
     FeaturesConfig,
+    FetchDatasetConfig,
     FetchWeightsConfig,
+    InventoryConfig,
     OptimiseBiasConfig,
     PredictConfig,
 )
@@ -90,6 +92,23 @@ CASES = {
         'names = ["global"]\nfrom_file = "dl/glavitu_global_weights.h5"\nforce = true\n',
         {"names": 3, "force": "yes please", "mirror": "x"},
         ["names", "force", "mirror"],
+    ),
+    "fetch-dataset": (
+        FetchDatasetConfig,
+        ["independent", "--area", "sc1", "--area", "alaska", "--to", "data", "--force"],
+        'name = "independent"\nareas = ["sc1", "alaska"]\nto = "data"\nforce = true\n',
+        {"name": "everything", "areas": ["mars"], "folder": "x"},
+        ["name", "areas.0", "folder"],
+    ),
+    "inventory": (
+        InventoryConfig,
+        ["out", "--dem", "dem.tif", "--reference", "rgi.gpkg", "--reference-id", "RGIId",
+         "-o", "glaciers.gpkg", "--min-area", "0.05", "--method", "reference"],
+        'source = "out"\ndem = "dem.tif"\nreference = "rgi.gpkg"\nreference_id = "RGIId"\n'
+        'output = "glaciers.gpkg"\nmin_area_km2 = 0.05\nmethod = "reference"\n',
+        {"source": "o", "dem": "d.tif", "output": "g.gpkg", "min_area_km2": -1, "method": "ice",
+         "radius": 3},
+        ["min_area_km2", "method", "radius"],
     ),
 }  # fmt: skip
 

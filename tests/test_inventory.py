@@ -270,7 +270,7 @@ def test_outdir_input_date_and_nodata_flags(tmp_path: Path) -> None:
     g = gpd.read_file(tmp_path / "g.gpkg", layer="glaciers").iloc[0]
     assert g.date == "2023-08-14"
     assert g.touches_nodata and g.touches_scene_edge
-    record = json.loads((tmp_path / "g.run.json").read_text())
+    record = json.loads((tmp_path / "g.gpkg.run.json").read_text())
     assert record["config"]["source"] == str(out) and record["glaciers"] == 1
     assert InventoryConfig(**record["config"]) == config
 
@@ -319,7 +319,7 @@ def test_existing_output_needs_overwrite(tmp_path: Path, capsys) -> None:
     args = _error_case(tmp_path, "ok")
     assert main(args) == 0
     capsys.readouterr()
-    assert main(args) == 2
+    assert main(args) == 3
     assert "--overwrite" in capsys.readouterr().err
 
 

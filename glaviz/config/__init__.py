@@ -11,6 +11,7 @@ from glaviz.config.deploy import DeployConfig
 from glaviz.config.evaluate import EvaluateConfig
 from glaviz.config.features import FeaturesConfig
 from glaviz.config.fetch import FetchDatasetConfig, FetchWeightsConfig
+from glaviz.config.inventory import InventoryConfig
 from glaviz.config.optimise_bias import OptimiseBiasConfig
 from glaviz.config.predict import PredictConfig
 
@@ -22,6 +23,7 @@ __all__ = [
     "FeaturesConfig",
     "FetchDatasetConfig",
     "FetchWeightsConfig",
+    "InventoryConfig",
     "OptimiseBiasConfig",
     "PredictConfig",
 ]

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from glaviz.config.base import CommandConfig
+from glaviz.config.base import CommandConfig, overwrite_field, skip_existing_field
 
 Method = Literal["auto", "reference", "dem"]
 
@@ -95,7 +95,8 @@ class InventoryConfig(CommandConfig):
         le=1,
         description="Elongated: 2·sqrt(π·area) / perimeter below this (1 for a circle).",
     )
-    overwrite: bool = Field(False, description="Replace an existing output.")
+    overwrite: bool = overwrite_field("an existing GeoPackage")
+    skip_existing: bool = skip_existing_field("the GeoPackage")
 
     @model_validator(mode="after")
     def _reference_for_reference_mode(self) -> InventoryConfig:
@@ -112,3 +113,14 @@ class InventoryConfig(CommandConfig):
     def uses_reference(self) -> bool:
         """Whether reference divides are copied (auto with a reference, or reference)."""
         return self.reference is not None and self.method != "dem"
+
+    @property
+    def outlines(self) -> Path:
+        """The outline raster read: ``source`` itself, or a deploy folder's ``outlines.tif``."""
+        return self.source / "outlines.tif" if self.source.is_dir() else self.source
+
+    def input_files(self) -> dict[str, Path]:
+        """Inputs for the run record: the outline raster itself, not its folder."""
+        found = super().input_files()
+        found["source"] = self.outlines
+        return found

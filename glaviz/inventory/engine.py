@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from glaviz import __version__
 from glaviz.config.inventory import InventoryConfig
 from glaviz.progress import Progress
 
@@ -60,11 +59,12 @@ def build_inventory(config: InventoryConfig, *, progress: bool = False) -> Inven
     from glaviz.inventory.cleanup import ICE_STRUCTURE, fill_small_holes
     from glaviz.inventory.flowsheds import KienholzParams
     from glaviz.inventory.grid import DemReader, ReferenceInventory, open_outlines
-    from glaviz.inventory.output import check_output
+    from glaviz.records import check_outputs
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    check_output(config.output, overwrite=config.overwrite)
+    # The one "output exists" rule; skipping a finished run is the caller's choice (glaviz.api).
+    check_outputs(config.model_copy(update={"skip_existing": False}))
     scene = open_outlines(config.source)
     dem = DemReader(config.dem, scene.grid)
     try:
@@ -360,18 +360,11 @@ def _record(
     timings: dict[str, float],
     t0: float,
 ) -> dict[str, Any]:
-    from glaviz.records import fingerprint
+    from glaviz.records import run_record
 
-    settings = config.model_dump(mode="json")
-    inputs = {"outlines": scene.path, "dem": config.dem}
-    if config.reference is not None:
-        inputs["reference"] = config.reference
     grid = scene.grid
     return {
-        "glaviz": __version__,
-        "command": "inventory",
-        "config": settings,
-        "fingerprint": fingerprint(settings, inputs=inputs),
+        **run_record(config, command="inventory"),
         "grid": {
             "crs": str(grid.crs),
             "width": grid.width,

@@ -13,21 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from glaviz.atomic import atomic_path
-from glaviz.errors import OutputExistsError
+from glaviz.config.base import sidecar_record
 
 
 def record_path(output: Path) -> Path:
-    """Where the run record of ``output`` goes: ``glaciers.gpkg`` → ``glaciers.run.json``."""
-    return output.with_name(f"{output.stem}.run.json")
-
-
-def check_output(output: Path, *, overwrite: bool) -> None:
-    """Refuse to replace an existing inventory unless asked to."""
-    existing = [p for p in (output, record_path(output)) if p.exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(
-            f"{existing[0]} already exists; pass --overwrite to replace it, or choose another -o"
-        )
+    """Where the run record of ``output`` goes: ``glaciers.gpkg`` → ``glaciers.gpkg.run.json``,
+    beside it as for every single-file output (``--skip-existing`` reads it there)."""
+    return sidecar_record(output)
 
 
 def write_inventory(
