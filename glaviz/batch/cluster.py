@@ -23,6 +23,9 @@ from glaviz.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
+#: How long to wait for an existing scheduler to answer.
+CONNECT_TIMEOUT_S = 15
+
 #: Cores per worker on CPU-only machines: one GlaViTU deploy uses a few intra-op threads well.
 CORES_PER_CPU_WORKER = 4
 
@@ -155,7 +158,7 @@ def open_cluster(scheduler: str, *, workers: int | None = None) -> Iterator[Clus
         )
     with dask.config.set(settings):
         try:
-            client = Client(scheduler, timeout="15s")
+            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
         except (OSError, TimeoutError) as exc:
             raise InputError(
                 f"cannot connect to the Dask scheduler at {scheduler} ({exc}); start one with "

@@ -256,31 +256,47 @@ def _submit_all(
     retries: int,
     on_outcome: Callable[[SceneOutcome], None],
 ) -> None:
-    """Submit every scene; resubmit transient failures until ``retries`` is used up."""
+    """Keep one scene per worker thread in flight; resubmit transient failures.
+
+    Scenes are handed out as threads free up instead of all at once: a worker that dies then
+    takes down only the scene it was running (the scheduler fails every task assigned to a dead
+    worker), and a cluster that grows (adaptive, dask-jobqueue) is used as it grows.
+    """
+    from collections import deque
+
     from distributed import as_completed
 
-    def submit(plan: ScenePlan, attempt: int) -> Any:
-        # A fresh key per attempt: the scheduler forgets a failed key's history only slowly.
-        key = f"glaviz-scene-{plan.id}-attempt-{attempt}"
-        return client.submit(run_scene, plan, attempt, key=key, pure=False, retries=0)
+    waiting: deque[tuple[ScenePlan, int]] = deque((plan, 1) for plan in todo)
+    running: dict[Any, tuple[ScenePlan, int]] = {}
+    queue = as_completed()
 
-    pending = {submit(plan, 1): (plan, 1) for plan in todo}
-    queue = as_completed(list(pending))
+    def fill() -> None:
+        capacity = max(1, sum(client.nthreads().values()))
+        while waiting and len(running) < capacity:
+            plan, attempt = waiting.popleft()
+            # A fresh key per attempt: the scheduler remembers a failed key for a while.
+            key = f"glaviz-scene-{plan.id}-attempt-{attempt}"
+            future = client.submit(run_scene, plan, attempt, key=key, pure=False, retries=0)
+            running[future] = (plan, attempt)
+            queue.add(future)
+
+    fill()
     for future in queue:
-        plan, attempt = pending.pop(future)
+        plan, attempt = running.pop(future)
         try:
             outcome = future.result()
         except Exception as exc:
             if is_transient(exc) and attempt <= retries:
                 log.warning("scene %s: %s on attempt %d; retrying", plan.id, exc, attempt)
-                retry = submit(plan, attempt + 1)
-                pending[retry] = (plan, attempt + 1)
-                queue.add(retry)
-                continue
-            outcome = _crashed(plan, exc, attempt, _where(exc))
+                waiting.appendleft((plan, attempt + 1))
+                outcome = None
+            else:
+                outcome = _crashed(plan, exc, attempt, _where(exc))
         finally:
             future.release()
-        on_outcome(outcome)
+        if outcome is not None:
+            on_outcome(outcome)
+        fill()
 
 
 def _where(exc: BaseException) -> str:

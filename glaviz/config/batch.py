@@ -38,7 +38,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from glaviz.config.base import CommandConfig
 from glaviz.config.deploy import DeployConfig
@@ -126,13 +126,18 @@ class JobConfig(CommandConfig):
 
     @field_validator("deploy", "features")
     @classmethod
-    def _not_batch_owned(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _known_fields(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         owned = sorted(BATCH_OWNED & set(value))
         if owned:
             raise ValueError(
                 f"{', '.join(owned)} cannot be set here: the batch sets them for each scene "
                 "(stack and output per scene, --force to recompute)"
             )
+        model = DeployConfig if info.field_name == "deploy" else FeaturesConfig
+        unknown = sorted(set(value) - set(model.model_fields))
+        if unknown:
+            known = ", ".join(sorted(set(model.model_fields) - BATCH_OWNED))
+            raise ValueError(f"unknown option {', '.join(unknown)}; the options are {known}")
         return value
 
     @model_validator(mode="after")
