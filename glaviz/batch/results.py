@@ -31,6 +31,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "windows",
     "polygons",
     "glacier_area_km2",
+    "peak_rss_mb",
     "features_s",
     "load_model_s",
     "deploy_s",
@@ -81,6 +82,7 @@ def write_summary(path: Path, outcomes: Iterable[Any]) -> Path:
                 "windows": "" if o.windows is None else o.windows,
                 "polygons": "" if o.polygons is None else o.polygons,
                 "glacier_area_km2": "" if area is None else f"{area:.6f}",
+                "peak_rss_mb": "" if o.peak_rss_mb is None else f"{o.peak_rss_mb:.0f}",
                 **{k: _seconds(o.timings.get(k)) for k in SUMMARY_COLUMNS[-4:]},
             }
         )

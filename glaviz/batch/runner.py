@@ -188,6 +188,7 @@ def _skipped(plan: ScenePlan, record: dict[str, Any]) -> SceneOutcome:
         windows=record.get("windows"),
         polygons=record.get("polygons"),
         glacier_area_km2=record.get("glacier_area_km2"),
+        peak_rss_mb=record.get("peak_rss_mb"),
         timings=dict(record.get("timings") or {}),
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ class SceneOutcome:
     windows: int | None = None
     polygons: int | None = None
     glacier_area_km2: float | None = None
+    peak_rss_mb: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,20 +54,36 @@ def current_worker() -> str:
     return str(worker.name if worker.name is not None else worker.address)
 
 
-def limit_threads() -> None:
-    """Size TensorFlow's thread pools from ``TF_NUM_*_THREADS`` before its runtime starts.
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (the worker's, on Dask), in MiB."""
+    import resource
 
-    The cluster sets these variables per worker (cores ÷ workers), so several workers on one
-    machine do not each start a pool as large as the machine.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+#: Serialises TensorFlow's first import in a worker with several threads: two threads importing
+#: it at once see a partially initialised module.
+_TF_START = threading.Lock()
+
+
+def start_tensorflow() -> None:
+    """Import TensorFlow once per process and size its thread pools before its runtime starts.
+
+    The cluster sets ``TF_NUM_INTRAOP_THREADS`` per worker (cores ÷ workers), so several workers
+    on one machine do not each start a pool as large as the machine.
     """
-    intra = os.environ.get("TF_NUM_INTRAOP_THREADS")
-    if not intra:
-        return
     from glaviz.tfutil import import_tensorflow
 
-    tf = import_tensorflow()
+    with _TF_START:
+        tf = import_tensorflow()
+        intra = os.environ.get("TF_NUM_INTRAOP_THREADS")
+        if intra:
+            _size_pools(tf, int(intra))
+
+
+def _size_pools(tf: Any, intra: int) -> None:
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(int(intra))
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(
             int(os.environ.get("TF_NUM_INTEROP_THREADS", "1"))
         )
@@ -79,7 +97,7 @@ def run_scene(plan: ScenePlan, attempt: int = 1) -> SceneOutcome:
     outcome = SceneOutcome(id=plan.id, status=FAILED, date=plan.date, attempts=attempt)
     outcome.worker = current_worker()
     try:
-        limit_threads()
+        start_tensorflow()
         forget(plan.folder)
         timings = _compute(plan)
     except GlavizError as exc:
@@ -97,6 +115,7 @@ def run_scene(plan: ScenePlan, attempt: int = 1) -> SceneOutcome:
         "deploy_s": result.timings.get("total_s", 0.0),
         "total_s": time.perf_counter() - started,
     }
+    outcome.peak_rss_mb = peak_rss_mb()
     write_done(
         plan.folder,
         {
