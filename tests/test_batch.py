@@ -258,6 +258,7 @@ def test_local_cluster_runs_all_then_skips_then_recomputes_changed_weights(
     )
 
 
+@pytest.mark.slow
 def test_killed_worker_is_retried_and_corrupt_stack_fails_once(
     tmp_path: Path, raw_scenes: list[Path]
 ) -> None:
