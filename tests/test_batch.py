@@ -318,8 +318,11 @@ def test_corrupt_stack_exits_1_with_shard(tmp_path: Path, raw_scenes: list[Path]
     assert main(["batch", str(job), "--shard", "0/1", "--json"]) == 1
     import json
 
-    data = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
     assert data["counts"] == {"done": 1, "failed": 1}
+    assert captured.err.strip().splitlines()[-1].startswith("Error: 1 of 2 scenes failed (scene-1)")
+    assert "Traceback" not in captured.err
 
 
 @pytest.mark.slow

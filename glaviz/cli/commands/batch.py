@@ -80,5 +80,11 @@ def batch(
                 err_console.print(
                     f"failed: {o.id}: {o.error}", markup=False, highlight=False, soft_wrap=True
                 )
-    if not result.ok:
-        raise typer.Exit(1)
+    failed = [o for o in result.outcomes if o.status == "failed"]
+    if failed:
+        from glaviz.errors import GlavizError
+
+        names = ", ".join(o.id for o in failed[:5]) + (", …" if len(failed) > 5 else "")
+        raise GlavizError(
+            f"{len(failed)} of {len(result.outcomes)} scenes failed ({names}); see {result.summary}"
+        )
