@@ -462,3 +462,38 @@ def test_slurm_job_script_of_the_docs_requests_a_gpu_and_memory() -> None:
     assert "--nthreads 1 " in script  # one scene at a time per worker
     assert "--memory-limit 32.00GiB" in script  # the nanny restarts a worker over it
     assert "127.0.0.1" in script
+
+
+def test_changed_input_recomputes_that_scene_and_force_recomputes_all(
+    tmp_path: Path, raw_scenes: list[Path]
+) -> None:
+    raw = []
+    for i, scene in enumerate(raw_scenes[:2]):  # private copies: this test touches an input
+        raw.append(Path(shutil.copytree(scene, tmp_path / f"raw{i}")))
+    job = write_job(tmp_path, raw)
+    assert run_batch(job, shard=(0, 1)).counts == {"done": 2}
+    optical = raw[0] / "optical.tif"
+    st = optical.stat()
+    os.utime(optical, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    again = {o.id: o.status for o in run_batch(job, shard=(0, 1)).outcomes}
+    assert again == {"scene-0": "done", "scene-1": "skipped"}
+    assert run_batch(job, shard=(0, 1), force=True).counts == {"done": 2}
+
+
+def test_local_layout_gives_each_worker_one_gpu(monkeypatch) -> None:
+    from glaviz.batch.cluster import PinDevice, local_layout, visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert visible_gpus() == ["2", "5"]
+    assert local_layout(cores=16) == local_layout(2, cores=16)
+    assert local_layout(cores=16).gpus == ("2", "5") and local_layout(cores=16).threads == 8
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert local_layout(cores=16).workers == 4 and local_layout(cores=2).workers == 1
+    with pytest.raises(ConfigError, match="--workers"):
+        local_layout(0)
+
+    # The plugin pins each worker of a real cluster before any task runs.
+    with local_client(2, PinDevice(("2", "5"), threads=1)) as client:
+        seen = client.run(lambda: os.environ["CUDA_VISIBLE_DEVICES"])
+        names = {addr: info["name"] for addr, info in client.scheduler_info()["workers"].items()}
+    assert {names[a]: v for a, v in seen.items()} == {0: "2", 1: "5"}

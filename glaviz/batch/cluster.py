@@ -165,7 +165,7 @@ def open_cluster(scheduler: str, *, workers: int | None = None) -> Iterator[Clus
                 "`dask scheduler` and workers with `dask worker ADDRESS --nthreads 1`"
             ) from None
     try:
-        n = len(client.scheduler_info().get("workers", {}))
+        n = len(client.nthreads())
         yield Cluster(client, client.dashboard_link, n)
     finally:
         client.close()

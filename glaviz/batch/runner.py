@@ -239,7 +239,7 @@ def _run_on_dask(
 
     if client is not None:
         context: Any = contextlib.nullcontext(
-            Cluster(client, client.dashboard_link, len(client.scheduler_info()["workers"]))
+            Cluster(client, client.dashboard_link, len(client.nthreads()))
         )
     else:
         context = open_cluster(scheduler, workers=workers)
