@@ -8,6 +8,10 @@ these layers, so reordering sublayer creation breaks checkpoint import (the test
 Dropout follows the published quirk: every dropout is called with ``training=<MC flag>`` rather
 than Keras' training flag, so it is off in training and inference unless MC dropout is switched on.
 ``train_dropout=True`` is glaviz's own, clearly separate option for real training-time dropout.
+
+Batch normalisation is ``synchronized``: under MirroredStrategy on several GPUs the batch
+statistics are those of the global batch (8 patches in the published recipe), as on one GPU, not
+of each replica's share. It changes nothing on one device or at inference.
 """
 
 from __future__ import annotations
@@ -63,9 +67,9 @@ class ConvBNx2(_DropoutMixin, layers.Layer):
         self.mc_dropout = mc_dropout
         self.train_dropout = train_dropout
         self.conv1 = layers.Conv2D(filters, 3, padding="same", name="conv1")
-        self.bn1 = layers.BatchNormalization(name="bn1")
+        self.bn1 = layers.BatchNormalization(synchronized=True, name="bn1")
         self.conv2 = layers.Conv2D(filters, 3, padding="same", name="conv2")
-        self.bn2 = layers.BatchNormalization(name="bn2")
+        self.bn2 = layers.BatchNormalization(synchronized=True, name="bn2")
         self.drop = layers.SpatialDropout2D(dropout, name="dropout") if dropout else None
 
     def build(self, input_shape: tuple) -> None:
@@ -134,7 +138,7 @@ class UpConv(layers.Layer):
         self.filters = filters
         self.upsample = layers.UpSampling2D(2, name="upsample")
         self.conv = layers.Conv2D(filters, 2, padding="same", use_bias=False, name="conv")
-        self.bn = layers.BatchNormalization(name="bn")
+        self.bn = layers.BatchNormalization(synchronized=True, name="bn")
 
     def build(self, input_shape: tuple) -> None:
         up = (input_shape[0], _times(input_shape[1], 2), _times(input_shape[2], 2), input_shape[3])
@@ -243,9 +247,9 @@ class LocationEncoding(_DropoutMixin, layers.Layer):
         self.mc_dropout = mc_dropout
         self.train_dropout = train_dropout
         self.dense1 = layers.Dense(units, name="dense1")
-        self.bn1 = layers.BatchNormalization(name="bn1")
+        self.bn1 = layers.BatchNormalization(synchronized=True, name="bn1")
         self.dense2 = layers.Dense(units, name="dense2")
-        self.bn2 = layers.BatchNormalization(name="bn2")
+        self.bn2 = layers.BatchNormalization(synchronized=True, name="bn2")
         self.drop = layers.Dropout(dropout, name="dropout") if dropout else None
 
     def build(self, input_shape: tuple) -> None:
@@ -390,7 +394,7 @@ class SETR(_DropoutMixin, layers.Layer):
         for i in range(4):
             self.decoder_convs += [
                 layers.Conv2D(n, 3, padding="same", name=f"decoder_conv{i}"),
-                layers.BatchNormalization(name=f"decoder_bn{i}"),
+                layers.BatchNormalization(synchronized=True, name=f"decoder_bn{i}"),
             ]
         self.head = layers.Conv2D(filters, 1, name="decoder_head")
         self.upsample = layers.UpSampling2D(2, interpolation="bilinear", name="upsample")

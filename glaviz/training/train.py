@@ -381,7 +381,23 @@ def _strategy(tf: Any) -> Any:
     if len(gpus) > 1:
         log.info("training on %d GPUs with MirroredStrategy", len(gpus))
         return tf.distribute.MirroredStrategy()
+    # Several logical CPU devices exist only when someone split the CPU on purpose
+    # (tf.config.set_logical_device_configuration): mirror over them, as the tests do.
+    cpus = tf.config.list_logical_devices("CPU")
+    if not gpus and len(cpus) > 1:
+        log.info("training on %d logical CPU devices with MirroredStrategy", len(cpus))
+        return tf.distribute.MirroredStrategy([d.name for d in cpus])
     return tf.distribute.get_strategy()
+
+
+def jit_compile_setting(*, replicas: int, mixed_precision: bool) -> bool | str:
+    """Keras' ``jit_compile`` for ``compile()``: XLA off for mixed precision on several replicas.
+
+    Keras 3 compiles the train step with XLA by default on GPUs ("auto"), and under
+    MirroredStrategy with mixed_float16 its LossScaleOptimizer then calls merge_call inside the
+    XLA function and crashes (keras-team/keras#21366). Everything else keeps Keras' default.
+    """
+    return False if mixed_precision and replicas > 1 else "auto"
 
 
 def _config_record(config: TrainConfig) -> dict[str, Any]:
@@ -546,6 +562,17 @@ def _run(
     keras.utils.set_random_seed(t.seed)
     try:
         strategy = _strategy(tf)
+        replicas = strategy.num_replicas_in_sync
+        if replicas > 1:
+            # A partial last validation batch can leave a replica an empty share, on which
+            # Keras' BatchNormalization fails ("Incompatible shapes: [C] vs. [0,…]"): several
+            # replicas validate on whole batches only.
+            if data.val_samples < t.batch_size:
+                raise ConfigError(
+                    f"{replicas} replicas need at least one whole validation batch of "
+                    f"{t.batch_size}, but the validation split has {data.val_samples} windows"
+                )
+            val_steps = min(val_steps, data.val_samples // t.batch_size)
         with strategy.scope():
             train_model, _ = build_glavitu(arch)
             if start_point is not None:
@@ -565,6 +592,9 @@ def _run(
                     "output": t.output_weight,
                 },
                 metrics={"output": [GlacierIoU(name="iou")]},
+                jit_compile=jit_compile_setting(
+                    replicas=strategy.num_replicas_in_sync, mixed_precision=t.mixed_precision
+                ),
             )
             if previous is not None:
                 folder = output / STATE_DIR
@@ -579,6 +609,12 @@ def _run(
         # A resumed run draws a fresh patch stream rather than replaying the first epochs'.
         train_ds = train_dataset(data, config, seed=t.seed + 7919 * initial_epoch)
         val_ds = validation_dataset(data, config)
+        if replicas > 1:
+            val_ds = val_ds.unbatch().batch(t.batch_size, drop_remainder=True)
+        # Keras keeps one validation iterator across epochs when validation_steps is set, so a
+        # finite dataset would give epoch 2 the leftovers of epoch 1 and then run dry: every
+        # epoch validates on the same first val_steps batches.
+        val_ds = val_ds.take(val_steps).repeat()
         checkpointer = _make_checkpointer(
             keras=keras, output=output, metadata=metadata, state=state
         )

@@ -1,0 +1,143 @@
+"""The per-scene task: features (when the scene gives raw inputs), deploy, area, record.
+
+It runs on a Dask worker (or in the process itself with ``--shard``). Errors glaviz raises on
+purpose (bad data, bad configuration, unusable weights) come back as a *failed* outcome: they
+would fail the same way again, so they are never retried. Anything else propagates, so the
+client can tell transient failures (a lost worker, memory) from the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from glaviz.batch.done import forget, write_done
+from glaviz.batch.plan import ScenePlan, worker_name
+from glaviz.errors import GlavizError
+
+#: Outcome statuses: computed now, skipped (record matched), failed.
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+
+
+@dataclass
+class SceneOutcome:
+    """One scene's result, as the summary reports it."""
+
+    id: str
+    status: str
+    date: str | None = None
+    error: str = ""
+    attempts: int = 0
+    worker: str = ""
+    windows: int | None = None
+    polygons: int | None = None
+    glacier_area_km2: float | None = None
+    peak_rss_mb: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def current_worker() -> str:
+    """The Dask worker's name (its address when unnamed), or ``host:pid`` outside Dask."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return worker_name()
+    return str(worker.name if worker.name is not None else worker.address)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (the worker's, on Dask), in MiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+#: Serialises TensorFlow's first import in a worker with several threads: two threads importing
+#: it at once see a partially initialised module.
+_TF_START = threading.Lock()
+
+
+def start_tensorflow() -> None:
+    """Import TensorFlow once per process and size its thread pools before its runtime starts.
+
+    The cluster sets ``TF_NUM_INTRAOP_THREADS`` per worker (cores ÷ workers), so several workers
+    on one machine do not each start a pool as large as the machine.
+    """
+    from glaviz.tfutil import import_tensorflow
+
+    with _TF_START:
+        tf = import_tensorflow()
+        intra = os.environ.get("TF_NUM_INTRAOP_THREADS")
+        if intra:
+            _size_pools(tf, int(intra))
+
+
+def _size_pools(tf: Any, intra: int) -> None:
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(
+            int(os.environ.get("TF_NUM_INTEROP_THREADS", "1"))
+        )
+    except RuntimeError:
+        pass  # the runtime already started in this process: the sizes are already fixed
+
+
+def run_scene(plan: ScenePlan, attempt: int = 1) -> SceneOutcome:
+    """Compute one scene into ``plan.folder`` and record it as done."""
+    started = time.perf_counter()
+    outcome = SceneOutcome(id=plan.id, status=FAILED, date=plan.date, attempts=attempt)
+    outcome.worker = current_worker()
+    try:
+        start_tensorflow()
+        forget(plan.folder)
+        timings = _compute(plan)
+    except GlavizError as exc:
+        outcome.error = str(exc)
+        outcome.timings = {"total_s": time.perf_counter() - started}
+        return outcome
+    result, area, features_s = timings
+    outcome.status = DONE
+    outcome.windows = result.windows
+    outcome.polygons = result.polygons
+    outcome.glacier_area_km2 = area
+    outcome.timings = {
+        "features_s": features_s,
+        "load_model_s": result.timings.get("load_model_s", 0.0),
+        "deploy_s": result.timings.get("total_s", 0.0),
+        "total_s": time.perf_counter() - started,
+    }
+    outcome.peak_rss_mb = peak_rss_mb()
+    write_done(
+        plan.folder,
+        {
+            **outcome.to_dict(),
+            "fingerprint": plan.fingerprint,
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    )
+    return outcome
+
+
+def _compute(plan: ScenePlan) -> tuple[Any, float, float]:
+    from glaviz.batch.results import glacier_area_km2
+    from glaviz.engine.deploy import deploy
+
+    features_s = 0.0
+    if plan.features is not None:
+        from glaviz.features import compile_stack
+
+        t = time.perf_counter()
+        compile_stack(**plan.features.model_dump())
+        features_s = time.perf_counter() - t
+    result = deploy(plan.deploy)
+    area = glacier_area_km2(plan.folder / "outlines.gpkg")
+    return result, area, features_s

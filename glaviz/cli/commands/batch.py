@@ -1,0 +1,90 @@
+"""``glaviz batch``: many scenes through features and deploy on Dask distributed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glaviz.cli.app import app
+from glaviz.cli.state import console, err_console, state
+
+
+@app.command("batch")
+def batch(
+    job: Annotated[
+        Path,
+        typer.Argument(help="Job file (TOML or JSON): output, [deploy], scenes.", metavar="JOB"),
+    ],
+    scheduler: Annotated[
+        str,
+        typer.Option(help="'local' (an embedded Dask LocalCluster) or tcp://HOST:PORT to join."),
+    ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Workers of the local cluster (default: GPUs, else cores ÷ 4)."),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="Run only shard I/N (0-based) in this process, without Dask."),
+    ] = None,
+    retries: Annotated[
+        int, typer.Option(help="Extra attempts after a lost worker, out-of-memory or signal.")
+    ] = 2,
+    force: Annotated[
+        bool, typer.Option("--force", help="Recompute scenes even when their record matches.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object with every scene's result.")
+    ] = False,
+) -> None:
+    """Map glaciers on many scenes: skip done ones, retry lost workers, merge the results.
+
+    Writes OUTPUT/<id>/ per scene, OUTPUT/summary.csv and OUTPUT/outlines.gpkg (EPSG:4326,
+    geodesic areas). Exit 0 when every scene is done, 1 when any failed.
+
+    Example: glaviz batch job.toml --workers 2
+    """
+    from glaviz.batch import run_batch
+    from glaviz.batch.plan import parse_shard
+
+    def announce(line: str) -> None:
+        if not state.quiet:
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    result = run_batch(
+        job,
+        scheduler=scheduler,
+        workers=workers,
+        shard=parse_shard(shard) if shard else None,
+        retries=retries,
+        force=force,
+        progress=state.show_progress,
+        announce=announce,
+    )
+    if json_output:
+        typer.echo(json.dumps(result.to_dict(), default=str))
+    elif not state.quiet:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
+        console.print(
+            f"{len(result.outcomes)} scenes ({counts}) in {result.seconds:.1f} s; "
+            f"{result.polygons} polygons in {result.outlines}; summary {result.summary}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        for o in result.outcomes:
+            if o.status == "failed":
+                err_console.print(
+                    f"failed: {o.id}: {o.error}", markup=False, highlight=False, soft_wrap=True
+                )
+    failed = [o for o in result.outcomes if o.status == "failed"]
+    if failed:
+        from glaviz.errors import GlavizError
+
+        names = ", ".join(o.id for o in failed[:5]) + (", …" if len(failed) > 5 else "")
+        raise GlavizError(
+            f"{len(failed)} of {len(result.outcomes)} scenes failed ({names}); see {result.summary}"
+        )
