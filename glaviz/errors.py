@@ -16,6 +16,8 @@ class GlavizError(Exception):
     """
 
     exit_code: int = 1
+    #: Extra fields for the ``--json`` error object (e.g. a batch's per-scene results).
+    payload: dict[str, object] | None = None
 
 
 class ConfigError(GlavizError, ValueError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from glaviz.config.base import BEHAVIOUR_FLAGS
 from glaviz.config.batch import JobConfig, SceneSpec
 from glaviz.config.deploy import DeployConfig
 from glaviz.config.features import FeaturesConfig
@@ -104,7 +105,7 @@ def plan_scene(
         stack = spec.stack if spec.stack is not None else folder / STACK_NAME
         features = job.features_config(spec, output=folder / STACK_NAME)
         deploy = job.deploy_config(spec, stack=stack, outdir=folder)
-        inputs = features.inputs() if features is not None else {"stack": stack}
+        inputs = features.input_files() if features is not None else {"stack": stack}
         for name in ("region_vector", "calibration"):
             value = getattr(deploy, name)
             if value is not None and Path(value).is_file():
@@ -114,9 +115,9 @@ def plan_scene(
             raise ConfigError(f"input not found: {', '.join(missing)}")
         sha = (hashes or WeightsHashes()).of(deploy.weights)
         config = {
-            "deploy": deploy.model_dump(mode="json", exclude={"stack", "output", "overwrite"}),
+            "deploy": deploy.model_dump(mode="json", exclude={"stack", "output", *BEHAVIOUR_FLAGS}),
             "features": (
-                features.model_dump(mode="json", exclude={"output", "overwrite"})
+                features.model_dump(mode="json", exclude={"output", *BEHAVIOUR_FLAGS})
                 if features is not None
                 else None
             ),

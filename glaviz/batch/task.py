@@ -133,10 +133,10 @@ def _compute(plan: ScenePlan) -> tuple[Any, float, float]:
 
     features_s = 0.0
     if plan.features is not None:
-        from glaviz.features import compile_stack
+        from glaviz.features import run_features
 
         t = time.perf_counter()
-        compile_stack(**plan.features.model_dump())
+        run_features(plan.features)
         features_s = time.perf_counter() - t
     result = deploy(plan.deploy)
     area = glacier_area_km2(plan.folder / "outlines.gpkg")

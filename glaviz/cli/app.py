@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                         "message": message,
                         "lines": message.splitlines(),
                     },
+                    **(getattr(error, "payload", None) or {}),
                 }
             )
     elif as_json and (result is None or isinstance(result, dict)):  # not --help or --version

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -36,14 +36,12 @@ def batch(
     force: Annotated[
         bool, typer.Option("--force", help="Recompute scenes even when their record matches.")
     ] = False,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object with every scene's result.")
-    ] = False,
-) -> None:
+) -> dict[str, Any]:
     """Map glaciers on many scenes: skip done ones, retry lost workers, merge the results.
 
     Writes OUTPUT/<id>/ per scene, OUTPUT/summary.csv and OUTPUT/outlines.gpkg (EPSG:4326,
-    geodesic areas). Exit 0 when every scene is done, 1 when any failed.
+    geodesic areas). Exit 0 when every scene is done, 1 when any failed. With the global --json,
+    stdout is one JSON object with every scene's result, also when some failed.
 
     Example: glaviz batch job.toml --workers 2
     """
@@ -64,9 +62,7 @@ def batch(
         progress=state.show_progress,
         announce=announce,
     )
-    if json_output:
-        typer.echo(json.dumps(result.to_dict(), default=str))
-    elif not state.quiet:
+    if not state.quiet:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
         console.print(
             f"{len(result.outcomes)} scenes ({counts}) in {result.seconds:.1f} s; "
@@ -80,11 +76,15 @@ def batch(
                 err_console.print(
                     f"failed: {o.id}: {o.error}", markup=False, highlight=False, soft_wrap=True
                 )
+    summary = json.loads(json.dumps(result.to_dict(), default=str))
     failed = [o for o in result.outcomes if o.status == "failed"]
     if failed:
         from glaviz.errors import GlavizError
 
         names = ", ".join(o.id for o in failed[:5]) + (", …" if len(failed) > 5 else "")
-        raise GlavizError(
+        error = GlavizError(
             f"{len(failed)} of {len(result.outcomes)} scenes failed ({names}); see {result.summary}"
         )
+        error.payload = summary  # the --json object still lists every scene
+        raise error
+    return summary
