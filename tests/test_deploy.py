@@ -12,7 +12,7 @@ import rasterio
 from glaviz.cli.app import main
 from glaviz.config import DeployConfig
 from glaviz.engine.blend import blend_in_memory
-from glaviz.engine.core import best_batch_size
+from glaviz.engine.loop import best_batch_size
 from glaviz.engine.deploy import deploy
 from glaviz.engine.tiling import extract_window, tile_grid
 from glaviz.errors import ConfigError, InputError, OutputExistsError, WeightsError
@@ -146,6 +146,7 @@ def test_streaming_equals_in_memory_reference(stack, bundle, tmp_path) -> None:
         "outlines.gpkg",
         "outlines.tif",
         "probabilities.tif",
+        "quicklook.png",
         "run.json",
     ]
 
@@ -308,10 +309,10 @@ def test_stack_smaller_than_one_window_is_padded(bundle, tmp_path) -> None:
 
 
 def test_failed_run_leaves_nothing_finished(stack, bundle, tmp_path, monkeypatch) -> None:
-    from glaviz.engine import predictor
+    from glaviz.engine import inference
 
     calls = {"n": 0}
-    original = predictor.Predictor.predict
+    original = inference.BatchedModel.predict
 
     def flaky(self, inputs):
         calls["n"] += 1
@@ -319,18 +320,28 @@ def test_failed_run_leaves_nothing_finished(stack, bundle, tmp_path, monkeypatch
             raise KeyboardInterrupt
         return original(self, inputs)
 
-    monkeypatch.setattr(predictor.Predictor, "predict", flaky)
+    monkeypatch.setattr(inference.BatchedModel, "predict", flaky)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, batch_size=2))
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the run created the folder, so it removed it
+    calls["n"] = 0
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, batch_size=2))
+    assert list(out.iterdir()) == []  # a folder the user made stays, empty
 
 
 def test_overwrite_replaces_and_drops_stale_outputs(stack, bundle, tmp_path) -> None:
     out = tmp_path / "out"
     deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, probabilities=True))
     deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, vector=False, overwrite=True))
-    assert sorted(p.name for p in out.iterdir()) == ["confidence.tif", "outlines.tif", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confidence.tif",
+        "outlines.tif",
+        "quicklook.png",
+        "run.json",
+    ]
 
 
 def test_best_batch_size() -> None:
