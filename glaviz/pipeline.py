@@ -199,17 +199,29 @@ def normalise_bands(
     lo, hi = stats.bounds(group)
     if bands.shape[0] != lo.size:
         raise InputError(f"{group} has {bands.shape[0]} bands; expected {lo.size}")
+    work = np.empty(bands.shape[1:], np.float64)
     for c in range(lo.size):
-        arr = bands[c].astype(np.float64)
-        if group == "optical":
-            arr[np.isnan(arr)] = 0.0
-        elif group in SAR_GROUPS:
+        band = bands[c]
+        finite = np.isfinite(band)
+        # The published arithmetic, in float64 (the input is widened exactly): (x - min) / range.
+        if group in SAR_GROUPS:
+            np.add(band, SAR_EPSILON, out=work, dtype=np.float64)
             with np.errstate(invalid="ignore", divide="ignore"):
-                np.log10(arr + SAR_EPSILON, out=arr)
-        arr -= lo[c]
-        arr /= hi[c] - lo[c]
-        arr[~np.isfinite(arr)] = 0.0
-        out[..., c] = arr
+                np.log10(work, out=work)
+            work -= lo[c]
+        else:
+            np.subtract(band, lo[c], out=work, dtype=np.float64)
+        work /= hi[c] - lo[c]
+        if not finite.all():
+            bad = ~finite
+            # Published: optical NaN → 0 before normalising; anything else invalid → 0 after.
+            fill = (0.0 - lo[c]) / (hi[c] - lo[c]) if group == "optical" else 0.0
+            work[bad] = 0.0
+            if group == "optical":
+                work[np.isnan(band)] = fill
+        if group in SAR_GROUPS:
+            work[~np.isfinite(work)] = 0.0  # log10 of negative backscatter
+        out[..., c] = work
     return out
 
 

@@ -12,8 +12,8 @@ import rasterio
 from glaviz.cli.app import main
 from glaviz.config import DeployConfig
 from glaviz.engine.blend import blend_in_memory
-from glaviz.engine.loop import best_batch_size
 from glaviz.engine.deploy import deploy
+from glaviz.engine.loop import best_batch_size
 from glaviz.engine.tiling import extract_window, tile_grid
 from glaviz.errors import ConfigError, InputError, OutputExistsError, WeightsError
 from glaviz.pipeline import NormalisationStats, normalise_group

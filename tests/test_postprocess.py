@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from glaviz.calibration import CalibrationModel
 from glaviz.engine.postprocess import (
-    OUTLINES_NODATA,
+    OUTLINE_NODATA,
     RowSmoother,
     apply_nodata,
     confidence,
@@ -94,7 +94,7 @@ def test_apply_nodata_after_smoothing() -> None:
     pred = np.array([[1, 1, 0], [0, 1, 1]], dtype=np.uint8)
     valid = np.array([[True, False, True], [True, True, False]])
     np.testing.assert_array_equal(apply_nodata(pred, valid), [[1, 255, 0], [0, 1, 255]])
-    assert OUTLINES_NODATA == 255
+    assert OUTLINE_NODATA == 255
 
 
 # ----------------------------------------------------------------------------- smoothing

@@ -36,8 +36,6 @@ LOCK_NAME = ".glaviz.lock"
 
 #: Outline colours: background transparent, glacier ice blue, nodata transparent.
 OUTLINE_COLORS = {0: (0, 0, 0, 0), 1: (0, 170, 255, 255), 255: (0, 0, 0, 0)}
-#: The value written into ``outlines.tif`` where the input is invalid (the one nodata constant).
-OUTLINE_NODATA = 255
 
 
 class OutputLockedError(GlavizError):
@@ -144,7 +142,7 @@ class OutputSet:
 
 
 def geotiff_profile(base: dict[str, Any], *, count: int, dtype: str, nodata: Any) -> dict[str, Any]:
-    """A tiled, compressed GeoTIFF profile on the stack's grid (the streaming stand-in)."""
+    """A tiled GeoTIFF profile on the stack's grid, for the streamed stand-in of a COG."""
     return {
         "driver": "GTiff",
         "width": base["width"],
@@ -157,11 +155,11 @@ def geotiff_profile(base: dict[str, Any], *, count: int, dtype: str, nodata: Any
         "tiled": True,
         "blockxsize": 256,
         "blockysize": 256,
-        # Fast to write and read back once for the COG copy; the COG itself is DEFLATE.
-        "compress": "lzw",
-        "predictor": 3 if dtype.startswith("float") else 2,
+        # Uncompressed: written once and read back once for the COG copy, which compresses
+        # (DEFLATE, all cores); compressing here too cost 5-10x the write (see
+        # docs/deploy-internals.md). The price is scratch disk space: 5 bytes per pixel (9 more
+        # with --probabilities) until the COG is written.
         "BIGTIFF": "IF_SAFER",
-        "num_threads": "ALL_CPUS",
     }
 
 

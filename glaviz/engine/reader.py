@@ -82,11 +82,11 @@ class SceneRowQueue:
 
     def take(self, start: int, n: int) -> SceneRows:
         """The next ``n`` rows, which must begin at scene row ``start``."""
-        held = SceneRows.concat(self._parts)
-        if held.start != start or len(held) < n:
+        held = SceneRows.concat(self._parts) if self._parts else None
+        if held is None or held.start != start or len(held) < n:
             raise RuntimeError(
                 f"internal: asked for scene rows {start}…{start + n}, holding "
-                f"{held.start}…{held.stop}"
+                f"{(held.start, held.stop) if held else 'none'}"
             )
         taken, rest = held.split(n)
         self._parts = [rest] if len(rest) else []
@@ -170,26 +170,28 @@ class StackReader:
 
     def __iter__(self) -> Iterator[WindowRow]:
         grid, patch = self.grid, self.grid.patch
-        held_start = 0
-        held: dict[str, np.ndarray] = {}
+        previous: dict[str, np.ndarray] = {}
+        previous_origin = 0
+        read_until = 0  # scene rows read so far
         for k, row_origin in enumerate(grid.row_origins):
+            strips = {
+                g: np.zeros((patch, grid.padded_width, len(self.layout.bands[g])), np.float32)
+                for g in self.groups
+            }
+            # Rows shared with the previous strip (the windows overlap by half) are copied, not
+            # read again: padded rows row_origin … previous_origin + patch.
+            shared = max(previous_origin + patch - row_origin, 0) if previous else 0
+            for group, strip in strips.items():
+                if shared:
+                    strip[:shared] = previous[group][row_origin - previous_origin :]
             plan = read_window_from_padded(grid, row_origin, 0, width=grid.padded_width)
-            rows = plan.scene_rows
-            first_new = max(rows.start, held_start + len(next(iter(held.values()), ())))
-            fresh, scene_rows = self._read(first_new, rows.stop)
-            inputs: dict[str, list[np.ndarray]] = {}
-            for group in self.groups:
-                kept = held[group][rows.start - held_start :] if group in held else None
-                data = (
-                    fresh[group]
-                    if kept is None or not len(kept)
-                    else np.concatenate([kept, fresh[group]])
-                )
-                held[group] = data
-                strip = np.zeros((patch, grid.padded_width, data.shape[-1]), np.float32)
-                strip[plan.window_rows, plan.window_cols] = data
-                inputs[group] = [strip[:, c : c + patch] for c in grid.col_origins]
-            held_start = rows.start
+            start = max(plan.scene_rows.start, read_until)
+            stop = plan.scene_rows.stop
+            top = start + grid.pad_top - row_origin  # strip row of scene row ``start``
+            scene_rows = self._read(start, stop, strips, top)
+            read_until = max(read_until, stop)
+            previous, previous_origin = strips, row_origin
+            inputs = {g: [s[:, c : c + patch] for c in grid.col_origins] for g, s in strips.items()}
             if self.location is not None:
                 inputs["location"] = self._location(row_origin)
             yield WindowRow(k, inputs, scene_rows)
@@ -201,22 +203,23 @@ class StackReader:
             return list(self.location.at(rows, cols))
         return [self.location] * len(self.grid.col_origins)
 
-    def _read(self, start: int, stop: int) -> tuple[dict[str, np.ndarray], SceneRows]:
-        """Normalised ``(n, width, bands)`` arrays of scene rows ``start:stop`` and their facts."""
-        n, width = max(stop - start, 0), self.grid.width
-        out = {g: np.empty((n, width, len(self.layout.bands[g])), np.float32) for g in self.groups}
-        valid = np.empty((n, width), bool)
+    def _read(self, start: int, stop: int, strips: dict[str, np.ndarray], top: int) -> SceneRows:
+        """Read scene rows ``start:stop`` into ``strips`` from strip row ``top``, normalised;
+        return their validity (and quicklook colours)."""
+        n = max(stop - start, 0)
+        valid = np.ones((n, self.grid.width), bool)
         rgb = None
         if self.rgb_columns is not None:
             rgb = np.empty((n, len(self.rgb_columns), 3), np.float32)
         if n:
+            targets = {g: s[top : top + n, self.grid.pad_left :] for g, s in strips.items()}
             jobs = [
-                self._pool.submit(self._read_chunk, handle, start, stop, cols, out, valid, rgb)
+                self._pool.submit(self._read_chunk, handle, start, stop, cols, targets, valid, rgb)
                 for handle, cols in zip(self._handles, self._chunks, strict=False)
             ]
             for job in jobs:
                 job.result()
-        return out, SceneRows(start, valid, rgb)
+        return SceneRows(start, valid, rgb)
 
     def _read_chunk(
         self,
@@ -234,7 +237,9 @@ class StackReader:
         raw = mark_nodata(
             handle.read(self._indexes, window=window, out_dtype=np.float32), self._nodata
         )
-        np.all(np.isfinite(raw), axis=0, out=valid[:, cols])
+        chunk_valid = valid[:, cols]
+        for band in raw:
+            chunk_valid &= np.isfinite(band)
         offset = 0
         for group in self.read_groups:
             count = len(self.layout.bands[group])

@@ -23,7 +23,6 @@ from glaviz.engine import postprocess
 from glaviz.engine.loop import BlendedRows
 from glaviz.engine.outputs import (
     OUTLINE_COLORS,
-    OUTLINE_NODATA,
     OutputSet,
     geotiff_profile,
     vectorise_outlines,
@@ -86,7 +85,7 @@ class SceneWriter:
         self._smoother = postprocess.RowSmoother(smoothing, self.width)
         self._valid = SceneRowQueue()
         bands = {
-            "outlines.tif": (1, "uint8", OUTLINE_NODATA),
+            "outlines.tif": (1, "uint8", postprocess.OUTLINE_NODATA),
             "confidence.tif": (1, "float32", None),
         }
         if probabilities:
@@ -143,7 +142,7 @@ class SceneWriter:
             return
         start = self.summary.rows
         valid = self._valid.take(start, len(outlines)).valid
-        final = postprocess.apply_nodata(outlines, valid, nodata=OUTLINE_NODATA)
+        final = postprocess.apply_nodata(outlines, valid)
         self._files["outlines.tif"].write(final, 1, window=_rows(start, len(final), self.width))
         if self.quicklook is not None:
             self.quicklook.add_outlines(start, final)
