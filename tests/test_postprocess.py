@@ -176,3 +176,14 @@ def test_postprocessing_reproduces_published_deploy_outputs() -> None:
     model = CalibrationModel.load(reference("calibration/glavitu_global_softmax.json"))
     calibrated = model.apply(confidence(probs, dtype=np.float64))
     np.testing.assert_allclose(calibrated, read_band(smooth / "confidence.tif"), atol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_confidence_is_bitwise_the_published_formula(classes: int) -> None:
+    rng = np.random.default_rng(classes)
+    probs = rng.random((40, 50, classes))
+    probs /= probs.sum(-1, keepdims=True)
+    probs[0, 0] = [1.0] + [0.0] * (classes - 1)
+    p = np.clip(probs, 1e-6, 1 - 1e-6)
+    published = 1.0 - (-np.sum(p * np.log(p) / np.log(2.0), axis=-1))
+    np.testing.assert_array_equal(confidence(probs, dtype=np.float64), published)

@@ -23,5 +23,13 @@ def confidence(probs: np.ndarray, *, dtype: DTypeLike = np.float32) -> np.ndarra
     ``dtype=np.float64`` when a calibration follows, to calibrate the unrounded values.
     """
     p = np.clip(np.asarray(probs, dtype=np.float64), CLIP_EPS, 1 - CLIP_EPS)
-    entropy = -np.sum(p * np.log(p) / np.log(2.0), axis=-1)
-    return (1.0 - entropy).astype(dtype, copy=False)
+    # The published -sum(p * log(p) / log(2)), in place (deploy runs this on every pixel); for
+    # two classes the sum is written out, which numpy's reduction over a length-2 axis equals.
+    terms = np.log(p)
+    terms *= p
+    terms /= np.log(2.0)
+    if terms.shape[-1] == 2:
+        total = terms[..., 0] + terms[..., 1]
+    else:
+        total = np.sum(terms, axis=-1)
+    return (1.0 + total).astype(dtype, copy=False)  # 1 - (-total), exactly

@@ -76,7 +76,11 @@ def best_batch_size(n_windows: int, largest: int) -> int:
 
 
 class Prefetcher:
-    """Runs a generator in a thread, ``depth`` items ahead, and re-raises its errors here."""
+    """Runs a generator in a thread, ``depth`` items ahead, and re-raises its errors here.
+
+    Deploy stacks two: the reader runs ahead of the model, and the model and blend run ahead of
+    the writer, so reading, inference and writing overlap on separate cores.
+    """
 
     def __init__(self, items: Iterator[Any], depth: int = 1) -> None:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
@@ -87,17 +91,24 @@ class Prefetcher:
     def _run(self, items: Iterator[Any]) -> None:
         try:
             for item in items:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
+                if not self._offer(item):
                     return
-            self._queue.put(_DONE)
+            self._offer(_DONE)
         except BaseException as exc:  # handed to the consumer thread
-            self._queue.put(exc)
+            self._offer(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # a generator's own clean-up runs in its thread
+                close()
+
+    def _offer(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def __iter__(self) -> Iterator[Any]:
         while True:
@@ -108,9 +119,16 @@ class Prefetcher:
                 raise item
             yield item
 
-    def close(self) -> None:
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the producer after its current item and wait for its clean-up."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=timeout)
 
 
 class CrossRowBatcher:
