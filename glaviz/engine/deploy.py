@@ -88,13 +88,15 @@ def deploy(
                 bar=bar,
                 prefetch=plan.prefetch(reader.strip_nbytes()),
             )
-            streaming = time.perf_counter()
+            streaming, cpu = time.perf_counter(), time.process_time()
             with Prefetcher(blended, depth=2) as ahead:  # the loop runs ahead of the writer
                 for rows in ahead:
                     writer.write(rows)
             streamed = time.perf_counter() - streaming  # read, predict, blend and write
+            cpu = time.process_time() - cpu  # all threads: the cost a busy machine cannot hide
             summary = writer.finish()
-        timings = {**plan.timings, **loop_timings.as_dict(), "loop_s": streamed, **summary.timings}
+        timings = {**plan.timings, **loop_timings.as_dict(), "loop_s": streamed, "loop_cpu_s": cpu}
+        timings.update(summary.timings)
         timings["total_s"] = time.perf_counter() - started
         write_record(outputs, plan.record(summary, timings))
         return DeployResult(
