@@ -15,13 +15,22 @@ __all__ = ["Progress"]
 class Progress:
     """``with Progress(enabled, total=n, description=…) as bar: bar.advance()``.
 
-    ``rate_unit`` (e.g. ``"windows"``) adds a live ``… windows/s`` column.
+    ``rate_unit`` (e.g. ``"windows"``) adds a live ``… windows/s`` column; ``status=True`` a text
+    column set with :meth:`status` (training shows the loss there). :meth:`reset` starts the bar
+    again (a new epoch); :meth:`print` writes a line above it (an epoch summary).
     """
 
     def __init__(
-        self, enabled: bool, *, total: int, description: str, rate_unit: str | None = None
+        self,
+        enabled: bool,
+        *,
+        total: int,
+        description: str,
+        rate_unit: str | None = None,
+        status: bool = False,
     ) -> None:
         self._bar: Any = None
+        self._console: Any = None
         self._rate_unit = rate_unit
         self._done = 0
         self._start = time.perf_counter()
@@ -37,9 +46,12 @@ class Progress:
             ]
             if rate_unit:
                 columns.append(TextColumn("{task.fields[rate]}"))
+            if status:
+                columns.append(TextColumn("{task.fields[status]}"))
             columns.append(TimeRemainingColumn())
-            self._bar = RichProgress(*columns, console=Console(stderr=True), transient=True)
-            self._task = self._bar.add_task(description, total=total, rate="")
+            self._console = Console(stderr=True)
+            self._bar = RichProgress(*columns, console=self._console, transient=True)
+            self._task = self._bar.add_task(description, total=total, rate="", status="")
 
     def __enter__(self) -> Progress:
         if self._bar is not None:
@@ -54,6 +66,23 @@ class Progress:
     def describe(self, text: str) -> None:
         if self._bar is not None:
             self._bar.update(self._task, description=text)
+
+    def status(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, status=text)
+
+    def reset(self, *, total: int, description: str | None = None) -> None:
+        """Start counting again from zero (e.g. the next epoch)."""
+        self._done = 0
+        self._start = time.perf_counter()
+        if self._bar is not None:
+            fields: dict[str, Any] = {} if description is None else {"description": description}
+            self._bar.reset(self._task, total=total, rate="", status="", **fields)
+
+    def print(self, line: str) -> None:
+        """A line on stderr above the bar (only when the bar is shown)."""
+        if self._console is not None:
+            self._console.print(line, highlight=False)
 
     def advance(self, steps: int = 1) -> None:
         self._done += steps
