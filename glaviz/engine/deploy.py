@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 #: Smallest GDAL block cache for deploy, in MB.
 GDAL_CACHE_MB = 128
 #: Memory the reader may fill ahead of the model, in MB (at least one window row is prefetched,
-#: at most :data:`MAX_PREFETCH`): two or more strips at 1500², one at Sentinel-2 tile width.
-PREFETCH_MB = 256
+#: at most :data:`MAX_PREFETCH`): two strips at 1500² with the published model, one at
+#: Sentinel-2 tile width. More buys nothing when the model is the slow stage, and costs RSS.
+PREFETCH_MB = 64
 MAX_PREFETCH = 4
 
 #: Builds the model runner from the loaded model and the batch size (tests and benchmarks

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +19,6 @@ from glaviz.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["float32", "bfloat16", "float16", "mixed_float16", "mixed_bfloat16"]
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
 _POLICIES = {

@@ -39,9 +39,10 @@ class Quicklook:
         rows, cols = panel_shape(height, width)
         self.rows = _sample(height, rows)  # scene rows sampled, increasing
         self.columns = _sample(width, cols)  # scene columns sampled (the reader picks these)
-        self._rgb = np.zeros((rows, cols, 3), np.float32)
+        # float16 is plenty for a picture and halves the canvases (≤ 2048 × 1020 pixels).
+        self._rgb = np.zeros((rows, cols, 3), np.float16)
         self._outlines = np.zeros((rows, cols), np.uint8)
-        self._confidence = np.zeros((rows, cols), np.float32)
+        self._confidence = np.zeros((rows, cols), np.float16)
 
     def _pick(self, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Panel rows whose sampled scene row lies in ``start:start + n``, and their offsets."""
@@ -65,11 +66,11 @@ class Quicklook:
     def render(self) -> np.ndarray:
         """The quicklook as an ``(H, W, 3)`` uint8 image."""
         invalid = ~np.all(np.isfinite(self._rgb), axis=-1) | (self._outlines > 1)
-        rgb = _stretch(self._rgb, invalid)
+        rgb = _stretch(self._rgb.astype(np.float32), invalid)
         glacier = self._outlines == 1
         rgb[_edges(glacier)] = OUTLINE_RGB
         rgb[invalid] = INVALID_RGB
-        conf = np.clip(np.nan_to_num(self._confidence), 0.0, 1.0)
+        conf = np.clip(np.nan_to_num(self._confidence.astype(np.float32)), 0.0, 1.0)
         grey = (conf * 255).round().astype(np.uint8)
         right = np.stack([grey, grey, grey], axis=-1)
         right[glacier] = (right[glacier] * np.array([0.55, 0.85, 1.0])).astype(np.uint8)
