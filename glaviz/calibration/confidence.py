@@ -28,8 +28,6 @@ def confidence(probs: np.ndarray, *, dtype: DTypeLike = np.float32) -> np.ndarra
     terms = np.log(p)
     terms *= p
     terms /= np.log(2.0)
-    if terms.shape[-1] == 2:
-        total = terms[..., 0] + terms[..., 1]
-    else:
-        total = np.sum(terms, axis=-1)
+    two = terms.shape[-1] == 2
+    total = terms[..., 0] + terms[..., 1] if two else np.sum(terms, axis=-1)
     return (1.0 + total).astype(dtype, copy=False)  # 1 - (-total), exactly
