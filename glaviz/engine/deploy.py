@@ -41,9 +41,10 @@ log = logging.getLogger(__name__)
 #: Smallest GDAL block cache for deploy, in MB.
 GDAL_CACHE_MB = 128
 #: Memory the reader may fill ahead of the model, in MB (at least one window row is prefetched,
-#: at most :data:`MAX_PREFETCH`): two strips at 1500² with the published model, one at
-#: Sentinel-2 tile width. More buys nothing when the model is the slow stage, and costs RSS.
-PREFETCH_MB = 64
+#: at most :data:`MAX_PREFETCH`): one strip for the published model at 1500² and wider, more
+#: only for narrow scenes. A deeper queue buys nothing when the model is the slow stage (the
+#: reader is several times faster than the model) and would raise the peak RSS.
+PREFETCH_MB = 32
 MAX_PREFETCH = 4
 
 #: Builds the model runner from the loaded model and the batch size (tests and benchmarks
@@ -90,7 +91,7 @@ def deploy(
                 prefetch=plan.prefetch(reader.strip_nbytes()),
             )
             streaming, cpu = time.perf_counter(), time.process_time()
-            with Prefetcher(blended, depth=2) as ahead:  # the loop runs ahead of the writer
+            with Prefetcher(blended, depth=1) as ahead:  # the loop runs ahead of the writer
                 for rows in ahead:
                     writer.write(rows)
             streamed = time.perf_counter() - streaming  # read, predict, blend and write
