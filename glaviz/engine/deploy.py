@@ -30,7 +30,7 @@ import numpy as np
 
 from glaviz import __version__
 from glaviz.config.deploy import DeployConfig
-from glaviz.engine.loop import LoopTimings, Predictor, Prefetcher, best_batch_size, window_loop
+from glaviz.engine.loop import LoopTimings, Predictor, best_batch_size, window_loop
 from glaviz.engine.outputs import OutputSet
 from glaviz.errors import ConfigError, InputError
 from glaviz.location import SceneCoordinates, region_names
@@ -91,9 +91,8 @@ def deploy(
                 prefetch=plan.prefetch(reader.strip_nbytes()),
             )
             streaming, cpu = time.perf_counter(), time.process_time()
-            with Prefetcher(blended, depth=1) as ahead:  # the loop runs ahead of the writer
-                for rows in ahead:
-                    writer.write(rows)
+            for rows in blended:
+                writer.write(rows)
             streamed = time.perf_counter() - streaming  # read, predict, blend and write
             cpu = time.process_time() - cpu  # all threads: the cost a busy machine cannot hide
             summary = writer.finish()
