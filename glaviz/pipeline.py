@@ -181,6 +181,50 @@ def normalise_group(
     return ((arr - lo) / (hi - lo)).astype(np.float32)
 
 
+def normalise_bands(
+    group: str,
+    bands: np.ndarray,
+    stats: NormalisationStats | None = None,
+    *,
+    out: np.ndarray,
+) -> np.ndarray:
+    """Normalise band-first ``(C, H, W)`` physical values into ``out`` ``(H, W, C)`` float32.
+
+    The deploy reader's form of :func:`normalise_group`: the same float64 arithmetic, band by
+    band on contiguous rows (as the stack is read), so the values are bit-identical. Unlike
+    :func:`normalise_group` it also zeroes every value that is not finite afterwards (NaN in a
+    DEM hole or SAR gap), as deploy does with pixels it marks invalid.
+    """
+    stats = NormalisationStats.published() if stats is None else stats
+    lo, hi = stats.bounds(group)
+    if bands.shape[0] != lo.size:
+        raise InputError(f"{group} has {bands.shape[0]} bands; expected {lo.size}")
+    work = np.empty(bands.shape[1:], np.float64)
+    for c in range(lo.size):
+        band = bands[c]
+        finite = np.isfinite(band)
+        # The published arithmetic, in float64 (the input is widened exactly): (x - min) / range.
+        if group in SAR_GROUPS:
+            np.add(band, SAR_EPSILON, out=work, dtype=np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                np.log10(work, out=work)
+            work -= lo[c]
+        else:
+            np.subtract(band, lo[c], out=work, dtype=np.float64)
+        work /= hi[c] - lo[c]
+        if not finite.all():
+            bad = ~finite
+            # Published: optical NaN → 0 before normalising; anything else invalid → 0 after.
+            fill = (0.0 - lo[c]) / (hi[c] - lo[c]) if group == "optical" else 0.0
+            work[bad] = 0.0
+            if group == "optical":
+                work[np.isnan(band)] = fill
+        if group in SAR_GROUPS:
+            work[~np.isfinite(work)] = 0.0  # log10 of negative backscatter
+        out[..., c] = work
+    return out
+
+
 def normalise(
     features: Mapping[str, np.ndarray], stats: NormalisationStats | None = None
 ) -> dict[str, np.ndarray]:
@@ -261,23 +305,41 @@ class StackLayout:
             f"rebuild the stack with glaviz features {options}"
         )
 
-    def read_groups(
+    def read_bands(
         self, dataset: Any, groups: Iterable[str], window: Any = None
     ) -> dict[str, np.ndarray]:
-        """Read ``groups`` from an open rasterio ``dataset`` as ``(H, W, C)`` float32 arrays.
+        """Read ``groups`` from an open rasterio ``dataset`` as band-first ``(C, H, W)`` float32.
 
-        One read for all bands; nodata and masks become NaN (masked read), as the stack
-        convention is NaN for invalid values.
+        One plain read for all bands: the stack marks invalid values as NaN (``glaviz
+        features``), so no masked read (which costs several times the decode); a band with
+        another nodata value gets NaN there too (:func:`mark_nodata`).
         """
         groups = tuple(groups)
         self.require(groups)
         indexes = [i for g in groups for i in self.bands[g]]
-        data = dataset.read(indexes, window=window, masked=True)
-        data = np.ma.filled(data.astype(np.float32), np.nan)
+        data = dataset.read(indexes, window=window, out_dtype=np.float32)
+        mark_nodata(data, [dataset.nodatavals[i - 1] for i in indexes])
         out: dict[str, np.ndarray] = {}
         start = 0
         for g in groups:
             k = len(self.bands[g])
-            out[g] = np.moveaxis(data[start : start + k], 0, -1)
+            out[g] = data[start : start + k]
             start += k
         return out
+
+    def read_groups(
+        self, dataset: Any, groups: Iterable[str], window: Any = None
+    ) -> dict[str, np.ndarray]:
+        """:meth:`read_bands` as channels-last ``(H, W, C)`` arrays."""
+        return {
+            g: np.moveaxis(a, 0, -1) for g, a in self.read_bands(dataset, groups, window).items()
+        }
+
+
+def mark_nodata(bands: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
+    """Set each band of ``(C, H, W)`` ``bands`` to NaN where it equals its declared nodata value
+    (in place; bands whose nodata is None or NaN are already in the stack convention)."""
+    for band, value in zip(bands, nodata, strict=True):
+        if value is not None and not np.isnan(value):
+            band[band == value] = np.nan
+    return bands

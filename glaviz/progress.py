@@ -17,6 +17,9 @@ class Progress:
 
     ``rate_unit`` (e.g. ``"windows"``) adds a live ``… windows/s`` column. ``transfer=True`` counts
     bytes instead: size done/total, transfer rate and time left (downloads, checksums).
+    ``status=True`` adds a text column set with :meth:`status` (training shows the loss there).
+    :meth:`reset` starts the bar again (a new epoch, a resumed download); :meth:`print` writes a
+    line above it (an epoch summary).
     """
 
     def __init__(
@@ -27,8 +30,10 @@ class Progress:
         description: str,
         rate_unit: str | None = None,
         transfer: bool = False,
+        status: bool = False,
     ) -> None:
         self._bar: Any = None
+        self._console: Any = None
         self._rate_unit = rate_unit
         self._done = 0
         self._start = time.perf_counter()
@@ -46,9 +51,12 @@ class Progress:
                 columns.append(MofNCompleteColumn())
             if rate_unit and not transfer:
                 columns.append(TextColumn("{task.fields[rate]}"))
+            if status:
+                columns.append(TextColumn("{task.fields[status]}"))
             columns.append(TimeRemainingColumn())
-            self._bar = RichProgress(*columns, console=Console(stderr=True), transient=True)
-            self._task = self._bar.add_task(description, total=total, rate="")
+            self._console = Console(stderr=True)
+            self._bar = RichProgress(*columns, console=self._console, transient=True)
+            self._task = self._bar.add_task(description, total=total, rate="", status="")
 
     def __enter__(self) -> Progress:
         if self._bar is not None:
@@ -64,12 +72,27 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, description=text)
 
-    def reset(self, *, total: int | None, completed: int = 0) -> None:
-        """Start counting again, e.g. when a download resumes at ``completed`` bytes."""
+    def status(self, text: str) -> None:
+        """Set the text of the ``status=True`` column."""
+        if self._bar is not None:
+            self._bar.update(self._task, status=text)
+
+    def reset(
+        self, *, total: int | None, completed: int = 0, description: str | None = None
+    ) -> None:
+        """Start counting again: the next epoch, or a download resuming at ``completed`` bytes."""
         self._done = completed
         self._start = time.perf_counter()
         if self._bar is not None:
-            self._bar.reset(self._task, total=total, completed=completed)
+            fields: dict[str, Any] = {} if description is None else {"description": description}
+            self._bar.reset(
+                self._task, total=total, completed=completed, rate="", status="", **fields
+            )
+
+    def print(self, line: str) -> None:
+        """A line on stderr above the bar (only when the bar is shown)."""
+        if self._console is not None:
+            self._console.print(line, highlight=False)
 
     def advance(self, steps: int = 1) -> None:
         self._done += steps

@@ -280,14 +280,9 @@ def test_features_skip_existing_notices_changed_inputs(tmp_path: Path, capsys) -
 
 # ------------------------------------------------- engine-side guarantees (issue 11, item 5)
 # The output-folder lock and the removal of a folder a failed deploy created live in the deploy
-# engine (another branch). These tests state the CLI contract; they are strict xfails here so
-# that they turn into failures, and the marks get removed, once that branch is merged.
-ENGINE_BRANCH = pytest.mark.xfail(
-    strict=True, reason="needs the engine branch (output-folder lock, no-empty-folder cleanup)"
-)
+# engine's output set; these tests state the CLI contract.
 
 
-@ENGINE_BRANCH
 @pytest.mark.parametrize("weights", ["missing.h5", "truncated.glaviz"])
 def test_failed_deploy_leaves_no_folder(scene: Path, tmp_path: Path, weights: str) -> None:
     (tmp_path / "truncated.glaviz").write_bytes((scene / "tiny.glaviz").read_bytes()[:200])
@@ -297,7 +292,6 @@ def test_failed_deploy_leaves_no_folder(scene: Path, tmp_path: Path, weights: st
     assert not out.exists()
 
 
-@ENGINE_BRANCH
 @pytest.mark.slow  # about 30 s: two TensorFlow start-ups
 def test_second_deploy_into_a_locked_folder_fails_at_once(big_scene: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"

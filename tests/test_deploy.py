@@ -12,8 +12,8 @@ import rasterio
 from glaviz.cli.app import main
 from glaviz.config import DeployConfig
 from glaviz.engine.blend import blend_in_memory
-from glaviz.engine.core import best_batch_size
 from glaviz.engine.deploy import deploy
+from glaviz.engine.loop import best_batch_size
 from glaviz.engine.tiling import extract_window, tile_grid
 from glaviz.errors import ConfigError, InputError, OutputExistsError, WeightsError
 from glaviz.pipeline import NormalisationStats, normalise_group
@@ -146,6 +146,7 @@ def test_streaming_equals_in_memory_reference(stack, bundle, tmp_path) -> None:
         "outlines.gpkg",
         "outlines.tif",
         "probabilities.tif",
+        "quicklook.png",
         "run.json",
     ]
 
@@ -308,10 +309,10 @@ def test_stack_smaller_than_one_window_is_padded(bundle, tmp_path) -> None:
 
 
 def test_failed_run_leaves_nothing_finished(stack, bundle, tmp_path, monkeypatch) -> None:
-    from glaviz.engine import predictor
+    from glaviz.engine import inference
 
     calls = {"n": 0}
-    original = predictor.Predictor.predict
+    original = inference.BatchedModel.predict
 
     def flaky(self, inputs):
         calls["n"] += 1
@@ -319,18 +320,28 @@ def test_failed_run_leaves_nothing_finished(stack, bundle, tmp_path, monkeypatch
             raise KeyboardInterrupt
         return original(self, inputs)
 
-    monkeypatch.setattr(predictor.Predictor, "predict", flaky)
+    monkeypatch.setattr(inference.BatchedModel, "predict", flaky)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, batch_size=2))
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the run created the folder, so it removed it
+    calls["n"] = 0
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, batch_size=2))
+    assert list(out.iterdir()) == []  # a folder the user made stays, empty
 
 
 def test_overwrite_replaces_and_drops_stale_outputs(stack, bundle, tmp_path) -> None:
     out = tmp_path / "out"
     deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, probabilities=True))
     deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, vector=False, overwrite=True))
-    assert sorted(p.name for p in out.iterdir()) == ["confidence.tif", "outlines.tif", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confidence.tif",
+        "outlines.tif",
+        "quicklook.png",
+        "run.json",
+    ]
 
 
 def test_best_batch_size() -> None:
@@ -397,3 +408,92 @@ def test_published_calibrations_equal_sklearn(name, stack, bundle, tmp_path, mon
     np.testing.assert_allclose(conf_out, expected, atol=1e-6, rtol=0)
     written = read(out / "confidence.tif", 1).ravel()
     np.testing.assert_array_equal(written, conf_out.astype(np.float32))
+
+
+# --- outputs for QGIS and the web ------------------------------------------------------------
+
+
+def test_outputs_are_valid_cogs_with_overviews_and_a_quicklook(bundle, tmp_path) -> None:
+    from PIL import Image
+    from rio_cogeo.cogeo import cog_validate
+
+    stack = write_stack(tmp_path / "wide.tif", height=300, width=700)
+    out = tmp_path / "out"
+    deploy(
+        DeployConfig(stack=stack, weights=str(bundle), output=out, probabilities=True, vector=False)
+    )
+    for name in ("outlines.tif", "confidence.tif", "probabilities.tif"):
+        valid, errors, _ = cog_validate(out / name, strict=True)
+        assert valid, (name, errors)
+        with rasterio.open(out / name) as ds:
+            assert ds.overviews(1), name
+    with rasterio.open(out / "outlines.tif") as ds:
+        # Nearest resampling: the overview holds only the classes and nodata.
+        level = ds.overviews(1)[0]
+        small = ds.read(1, out_shape=(ds.height // level, ds.width // level))
+        assert set(np.unique(small)) <= {0, 1, 255}
+        assert ds.colormap(1)[1][:3] == (0, 170, 255) and ds.nodata == 255
+    with rasterio.open(out / "confidence.tif") as ds:
+        full = ds.read(1)
+        level = ds.overviews(1)[0]
+        small = ds.read(1, out_shape=(ds.height // level, ds.width // level))
+        # Average resampling: an overview pixel is the mean of its block, not one sample of it.
+        block = full[:level, :level].mean()
+        assert small[0, 0] == pytest.approx(block, abs=1e-4)
+    image = Image.open(out / "quicklook.png")
+    assert image.format == "PNG" and max(image.size) <= 2048
+    assert image.size == (700 + 8 + 700, 300)
+
+
+def test_no_quicklook(stack, bundle, tmp_path) -> None:
+    out = tmp_path / "out"
+    deploy(
+        DeployConfig(stack=stack, weights=str(bundle), output=out, vector=False, quicklook=False)
+    )
+    assert not (out / "quicklook.png").exists()
+    assert json.loads((out / "run.json").read_text())["config"]["quicklook"] is False
+
+
+def test_second_deploy_into_a_locked_folder_fails_at_once(stack, bundle, tmp_path, capsys) -> None:
+    from filelock import FileLock
+
+    from glaviz.engine.outputs import LOCK_NAME, OutputLockedError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with FileLock(out / LOCK_NAME):  # another run holds the folder
+        with pytest.raises(OutputLockedError, match="another glaviz deploy is writing"):
+            deploy(DeployConfig(stack=stack, weights=str(bundle), output=out))
+        args = ["deploy", str(stack), "--weights", str(bundle), "-o", str(out)]
+        assert main(args) == 1
+        assert capsys.readouterr().err.startswith("Error: another glaviz deploy")
+    assert out.is_dir()  # the folder the user made stays
+    result = deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, vector=False))
+    assert not (out / LOCK_NAME).exists() and result.outputs
+
+
+def test_batch_size_comes_from_the_budget_unless_given(stack, bundle, tmp_path) -> None:
+    out = tmp_path / "a"
+    deploy(DeployConfig(stack=stack, weights=str(bundle), output=out, vector=False))
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings["batch_size"] is None and settings["batch_size_used"] > 1
+    out = tmp_path / "b"
+    deploy(
+        DeployConfig(
+            stack=stack, weights=str(bundle), output=out, vector=False, activation_budget_mb=0.01
+        )
+    )
+    assert json.loads((out / "run.json").read_text())["settings"]["batch_size_used"] == 1
+    out = tmp_path / "c"
+    deploy(
+        DeployConfig(
+            stack=stack,
+            weights=str(bundle),
+            output=out,
+            vector=False,
+            batch_size=5,
+            activation_budget_mb=0.01,
+        )
+    )
+    # 25 windows: --batch-size 5 wins over the budget (and needs no padded batch).
+    assert json.loads((out / "run.json").read_text())["settings"]["batch_size_used"] == 5

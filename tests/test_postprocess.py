@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from glaviz.calibration import CalibrationModel
 from glaviz.engine.postprocess import (
-    OUTLINES_NODATA,
+    OUTLINE_NODATA,
     RowSmoother,
     apply_nodata,
     confidence,
@@ -94,7 +94,7 @@ def test_apply_nodata_after_smoothing() -> None:
     pred = np.array([[1, 1, 0], [0, 1, 1]], dtype=np.uint8)
     valid = np.array([[True, False, True], [True, True, False]])
     np.testing.assert_array_equal(apply_nodata(pred, valid), [[1, 255, 0], [0, 1, 255]])
-    assert OUTLINES_NODATA == 255
+    assert OUTLINE_NODATA == 255
 
 
 # ----------------------------------------------------------------------------- smoothing
@@ -176,3 +176,14 @@ def test_postprocessing_reproduces_published_deploy_outputs() -> None:
     model = CalibrationModel.load(reference("calibration/glavitu_global_softmax.json"))
     calibrated = model.apply(confidence(probs, dtype=np.float64))
     np.testing.assert_allclose(calibrated, read_band(smooth / "confidence.tif"), atol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_confidence_is_bitwise_the_published_formula(classes: int) -> None:
+    rng = np.random.default_rng(classes)
+    probs = rng.random((40, 50, classes))
+    probs /= probs.sum(-1, keepdims=True)
+    probs[0, 0] = [1.0] + [0.0] * (classes - 1)
+    p = np.clip(probs, 1e-6, 1 - 1e-6)
+    published = 1.0 - (-np.sum(p * np.log(p) / np.log(2.0), axis=-1))
+    np.testing.assert_array_equal(confidence(probs, dtype=np.float64), published)

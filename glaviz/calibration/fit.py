@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from glaviz.atomic import atomic_path
+from glaviz.atomic import atomic_path, write_json_atomic
 from glaviz.calibration.model import CalibrationModel, IsotonicCalibration, KernelRidgeCalibration
 from glaviz.calibration.reliability import ECE_BINS, Reliability, correct_and_confidence
 from glaviz.errors import ConfigError, InputError, OutputExistsError
@@ -268,13 +268,11 @@ def calibrate(
     data["ece_before"], data["ece_after"] = ece_before, ece_after
     # Verify what is about to be written reads back into the same model (check table included).
     CalibrationModel.from_dict(data, source=f"calibration for {output}")
-    from glaviz.evaluation.output import write_json_atomic
-
     if plot is not None:  # first: a plotting failure must not leave a new CAL.json behind
         plot_reliability(
             before=before, after=after, path=plot, ece_before=ece_before, ece_after=ece_after
         )
-    write_json_atomic(data, output)
+    write_json_atomic(output, data, allow_nan=False)
     return CalibrationFit(
         model=model,
         method=method,

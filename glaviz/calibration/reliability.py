@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from glaviz.engine.postprocess import confidence as entropy_confidence
+from glaviz.calibration.confidence import confidence as entropy_confidence
 from glaviz.errors import ConfigError
 
 __all__ = [

@@ -59,6 +59,12 @@ class DeployConfig(CommandConfig):
         description="Windows per model call (default: as many as the activation-memory budget "
         "allows).",
     )
+    activation_budget_mb: float | None = Field(
+        None,
+        gt=0,
+        description="Activation memory per model call in MiB, which sets the batch size when "
+        "batch_size is not given (default: 512 on CPU, 4096 on GPU).",
+    )
     precision: Precision = Field(
         "float32",
         description="float32 (published numbers), bfloat16 (CPUs with AVX512-BF16/AMX, GPUs), "

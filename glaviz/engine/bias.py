@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from glaviz.atomic import write_json_atomic
-from glaviz.errors import ConfigError, InputError, OutputExistsError
+from glaviz.atomic import check_output_free, write_json_atomic
+from glaviz.errors import ConfigError, InputError
+from glaviz.location import region_names
 from glaviz.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class _WindowSampler:
     def batch(self, size: int) -> dict[str, np.ndarray]:
         from rasterio.windows import Window
 
-        from glaviz.pipeline import normalise_group
+        from glaviz.pipeline import normalise_bands
 
         p, h, w = self.patch, self.dataset.height, self.dataset.width
         out: dict[str, list[np.ndarray]] = {g: [] for g in self.model.groups}
@@ -65,11 +66,12 @@ class _WindowSampler:
             row = int(self.rng.integers(0, max(h - p, 1)))
             col = int(self.rng.integers(0, max(w - p, 1)))
             window = Window(col, row, min(p, w - col), min(p, h - row))
-            raw = self.layout.read_groups(self.dataset, self.model.groups, window=window)
-            for group, data in raw.items():
-                normed = normalise_group(group, data, self.model.stats)
-                full = np.zeros((p, p, normed.shape[-1]), np.float32)
-                full[: normed.shape[0], : normed.shape[1]] = normed
+            raw = self.layout.read_bands(self.dataset, self.model.groups, window=window)
+            for group, bands in raw.items():
+                full = np.zeros((p, p, len(bands)), np.float32)
+                normalise_bands(
+                    group, bands, self.model.stats, out=full[: window.height, : window.width]
+                )
                 out[group].append(full)
         return {g: np.stack(v) for g, v in out.items()}
 
@@ -103,8 +105,7 @@ def optimise_bias(
     from glaviz.pipeline import StackLayout
 
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} exists; pass --overwrite to replace it")
+    check_output_free(output, overwrite=overwrite)
     if epochs < 1 or batch_size < 1 or learning_rate <= 0:
         raise ConfigError(
             f"--epochs and --batch-size must be at least 1 and the learning rate positive "
@@ -119,9 +120,7 @@ def optimise_bias(
             "adapts the region vector of region-encoding models such as 'region-encoding'"
         )
     size = config.location_size
-    regions = list(model.region_names or [])
-    if len(regions) != size:
-        regions = [f"region{i + 1}" for i in range(size - 1)] + ["unknown"]
+    regions = region_names(size, known=model.region_names)
 
     try:
         dataset = rasterio.open(stack)

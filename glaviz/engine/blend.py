@@ -111,9 +111,11 @@ class RowBlender:
         self._advance_to(row)
         top = row - self._buffer_start
         rows = slice(top, top + grid.patch)
+        weighted = np.empty((grid.patch, grid.patch, self.n_classes), ACCUMULATOR_DTYPE)
         for j, col in enumerate(grid.col_origins):
             cols = slice(col, col + grid.patch)
-            self._weighted[rows, cols] += self._weights3 * probs[j]
+            np.multiply(self._weights3, probs[j], out=weighted)
+            self._weighted[rows, cols] += weighted
             self._counts[rows, cols] += self._weights
         self._next_row += 1
         if self.done:

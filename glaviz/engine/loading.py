@@ -56,7 +56,7 @@ def load_for_inference(
     for nothing; None: don't check). Mismatches raise :class:`ConfigError` or :class:`WeightsError`
     naming what the model needs and what was given.
     """
-    from glaviz.engine.predictor import dtype_policy, policy_scope
+    from glaviz.engine.inference import dtype_policy, policy_scope
     from glaviz.model.bundle import is_bundle, load_bundle
     from glaviz.model.checkpoint import assign_checkpoint, inspect_checkpoint
     from glaviz.model.glavitu import build_glavitu
@@ -88,7 +88,7 @@ def load_for_inference(
             registry_name=entry.name if entry else None,
             calibration=meta.calibration,
             calibration_name=entry.calibration if entry else None,
-            region_names=meta.region_names,
+            region_names=_region_names(config, meta.region_names),
         )
 
     info = inspect_checkpoint(path)
@@ -107,8 +107,17 @@ def load_for_inference(
         kind="checkpoint",
         registry_name=entry.name if entry else None,
         calibration_name=entry.calibration if entry else None,
-        region_names=list(entry.region_order) if entry and entry.region_order else None,
+        region_names=_region_names(config, entry.region_order if entry else None),
     )
+
+
+def _region_names(config: GlaViTUConfig, known: Any) -> list[str] | None:
+    """The one naming convention of region slots (:func:`glaviz.location.region_names`)."""
+    from glaviz.location import region_names
+
+    if config.location_encoding != "region":
+        return None
+    return region_names(config.location_size, known=list(known) if known else None)
 
 
 def _group_names(

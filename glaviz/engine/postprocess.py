@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.ndimage
-from numpy.typing import DTypeLike
 
+from glaviz.calibration.confidence import CLIP_EPS, confidence
 from glaviz.errors import ConfigError
 
 __all__ = [
     "CLIP_EPS",
-    "OUTLINES_NODATA",
+    "OUTLINE_NODATA",
     "RowSmoother",
     "apply_nodata",
     "confidence",
@@ -34,10 +34,8 @@ __all__ = [
     "smooth_outlines",
 ]
 
-#: Probabilities are clipped to [CLIP_EPS, 1 − CLIP_EPS] before the entropy, as published.
-CLIP_EPS = 1e-6
-#: The value written into ``outlines.tif`` where the optical input is invalid.
-OUTLINES_NODATA = 255
+#: The value written into ``outlines.tif`` where the input is invalid: glaviz's one nodata value.
+OUTLINE_NODATA = 255
 
 
 def outlines(probs: np.ndarray) -> np.ndarray:
@@ -45,19 +43,8 @@ def outlines(probs: np.ndarray) -> np.ndarray:
     return np.argmax(probs, axis=-1).astype(np.uint8)
 
 
-def confidence(probs: np.ndarray, *, dtype: DTypeLike = np.float32) -> np.ndarray:
-    """``1 −`` base-2 Shannon entropy of ``probs`` (last axis = classes), clipped as published.
-
-    Computed in float64 whatever the input, as the published code did on its float64 blend;
-    ask for ``dtype=np.float64`` when a calibration follows, to calibrate the unrounded values.
-    """
-    p = np.clip(np.asarray(probs, dtype=np.float64), CLIP_EPS, 1 - CLIP_EPS)
-    entropy = -np.sum(p * np.log(p) / np.log(2.0), axis=-1)
-    return (1.0 - entropy).astype(dtype, copy=False)
-
-
 def apply_nodata(
-    outlines: np.ndarray, valid: np.ndarray, *, nodata: int = OUTLINES_NODATA
+    outlines: np.ndarray, valid: np.ndarray, *, nodata: int = OUTLINE_NODATA
 ) -> np.ndarray:
     """``outlines`` as uint8 with ``nodata`` where ``valid`` is False (after any smoothing)."""
     return np.where(valid, outlines, nodata).astype(np.uint8)

@@ -10,7 +10,6 @@ the tile at a time from the HDF5 file.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from glaviz.atomic import atomic_path
-from glaviz.engine.core import RowItem, run_window_rows
-from glaviz.errors import ConfigError, OutputExistsError
+from glaviz.atomic import atomic_path, check_output_free
+from glaviz.engine.loop import LoopTimings, window_loop
+from glaviz.engine.reader import WindowRow
+from glaviz.errors import ConfigError
+from glaviz.location import LocationEncoder, region_names
 from glaviz.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -71,30 +72,33 @@ def tile_window_grid(height: int, width: int, patch: int) -> Any:
     )
 
 
-def _location_vector(model: Any, info: Any) -> np.ndarray | None:
-    """The location input for a tile: its region one-hot, or its centre's sin/cos (radians)."""
+def tile_location(encoder: LocationEncoder | None, info: Any) -> np.ndarray | None:
+    """The location input of a whole tile: its region's one-hot, or its centre's sin/cos."""
+    if encoder is None:
+        return None
+    if encoder.encoding == "coordinate" and info.centre is None:
+        raise ConfigError(
+            f"tile {info.name} has no xmin/xmax/ymin/ymax attributes, which coordinate "
+            "encoding needs"
+        )
+    return encoder.for_tile(info, info.centre)
+
+
+def location_encoder(model: Any) -> LocationEncoder | None:
+    """The encoder of a loaded model's location input (None when it has none)."""
     config = model.config
     if not config.uses_location:
         return None
     if config.location_encoding == "coordinate":
-        centre = info.centre
-        if centre is None:
-            raise ConfigError(
-                f"tile {info.name} has no xmin/xmax/ymin/ymax attributes, which coordinate "
-                "encoding needs"
-            )
-        lat, lon = (math.radians(v) for v in centre)
-        return np.array([math.sin(lat), math.cos(lat), math.sin(lon), math.cos(lon)], np.float32)
-    names = list(model.region_names or [])
-    vector = np.zeros(config.location_size, np.float32)
-    index = names.index(info.region) if info.region in names else config.location_size - 1
-    vector[index] = 1.0  # regions the model never saw use the final "unknown" slot
-    return vector
+        return LocationEncoder("coordinate")
+    return LocationEncoder(
+        "region", tuple(region_names(config.location_size, known=model.region_names))
+    )
 
 
 def _tile_rows(
     data: Any, info: Any, groups: list[str], grid: Any, location: np.ndarray | None
-) -> Iterator[RowItem]:
+) -> Iterator[WindowRow]:
     from glaviz.engine.tiling import read_window_from_padded
 
     for k, row_origin in enumerate(grid.row_origins):
@@ -109,7 +113,7 @@ def _tile_rows(
             inputs[group] = [strip[:, c : c + grid.patch] for c in grid.col_origins]
         if location is not None:
             inputs["location"] = [location] * len(grid.col_origins)
-        yield RowItem(k, inputs)
+        yield WindowRow(k, inputs)
 
 
 def predict(
@@ -131,24 +135,21 @@ def predict(
     import h5py
 
     from glaviz.datasets import BenchmarkDataset
+    from glaviz.engine.inference import BatchedModel, batch_size_for_budget
     from glaviz.engine.loading import load_for_inference
-    from glaviz.engine.predictor import Predictor, default_batch_size
 
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} exists; pass --overwrite to replace it")
+    check_output_free(output, overwrite=overwrite)
     model = load_for_inference(weights, features=features, mc_dropout=mc > 0, precision=precision)
     config = model.config
     groups = list(model.groups)
     p = config.patch_size
-    shapes: dict[str, tuple[int, ...]] = {g: (p, p, n) for g, n in config.feature_groups.items()}
-    if config.uses_location:
-        shapes["location"] = (config.location_size,)
     if batch_size is None:
-        batch_size = default_batch_size(tta=tta)
-    predictor = Predictor(model.model, input_shapes=shapes, batch_size=batch_size, tta=tta, mc=mc)
+        batch_size = batch_size_for_budget(config, tta=tta)
+    predictor = BatchedModel.for_model(model, batch_size=batch_size, tta=tta, mc=mc)
+    encoder = location_encoder(model)
 
-    timings = {"model_s": 0.0, "wait_s": 0.0, "loop_s": 0.0}
+    timings = LoopTimings()
     windows = 0
     with (
         atomic_path(output) as tmp,
@@ -166,21 +167,9 @@ def predict(
             for info in tiles:
                 grid = tile_window_grid(info.height, info.width, p)
                 prob = np.zeros((info.height, info.width, config.n_classes), np.float32)
-
-                def keep(done: tuple[int, np.ndarray] | None, prob: np.ndarray = prob) -> None:
-                    if done is not None:
-                        start, rows = done
-                        prob[start : start + len(rows)] = rows
-
-                location = _location_vector(model, info)
-                spent = run_window_rows(
-                    _tile_rows(data, info, groups, grid, location),
-                    grid=grid,
-                    predictor=predictor,
-                    on_rows=keep,
-                )
-                for key in timings:
-                    timings[key] += spent[key]
+                source = _tile_rows(data, info, groups, grid, tile_location(encoder, info))
+                for block in window_loop(source, grid=grid, predictor=predictor, timings=timings):
+                    prob[block.start : block.start + len(block.probs)] = block.probs
                 windows += grid.n_windows
                 prob = info.crop(prob)
                 group = out.create_group(info.name)
@@ -199,4 +188,4 @@ def predict(
         out.attrs["dataset"] = str(Path(dataset).resolve())
         out.attrs["tta"] = tta
         out.attrs["mc"] = mc
-    return PredictResult(path=output, tiles=len(tiles), windows=windows, timings=timings)
+    return PredictResult(path=output, tiles=len(tiles), windows=windows, timings=timings.as_dict())

@@ -23,7 +23,6 @@ reproduces the patch stream exactly:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,11 +32,11 @@ import numpy as np
 from glaviz.datasets import BenchmarkDataset, TileInfo, split_of
 from glaviz.errors import InputError
 from glaviz.groups import GROUP_BANDS
+from glaviz.location import UNKNOWN_REGION, LocationEncoder
 from glaviz.training.config import AugmentSection, TrainConfig
 
 log = logging.getLogger("glaviz.training")
 
-UNKNOWN_REGION = "unknown"
 #: Published noise augmentation strengths (``utils/utils.py``: shift 0.025, noise 0.005).
 NOISE_SHIFT_SIGMA = 0.025
 NOISE_PIXEL_SIGMA = 0.005
@@ -45,47 +44,6 @@ GAMMA_RANGE = (0.8, 1.2)
 CROP_SCALE = 0.8
 
 Sample = tuple[dict[str, np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True)
-class LocationEncoder:
-    """Builds the ``location`` input: region one-hot (+ unknown slot) or sin/cos coordinates."""
-
-    encoding: str  #: "region" or "coordinate"
-    region_names: tuple[str, ...] = ()  #: region-encoding order; the last is "unknown"
-
-    @property
-    def size(self) -> int:
-        return len(self.region_names) if self.encoding == "region" else 4
-
-    def region(self, name: str) -> np.ndarray:
-        """One-hot of ``name``; a region the model does not know maps to "unknown"."""
-        vector = np.zeros(self.size, np.float32)
-        names = self.region_names[:-1]
-        vector[names.index(name) if name in names else -1] = 1.0
-        return vector
-
-    def unknown(self) -> np.ndarray:
-        vector = np.zeros(self.size, np.float32)
-        vector[-1] = 1.0
-        return vector
-
-    @staticmethod
-    def coordinates(lat: float, lon: float) -> np.ndarray:
-        """``[sin lat, cos lat, sin lon, cos lon]`` with the angles in radians."""
-        la, lo = math.radians(lat), math.radians(lon)
-        return np.array([math.sin(la), math.cos(la), math.sin(lo), math.cos(lo)], np.float32)
-
-    def for_window(self, tile: TileInfo, row: int, col: int, size: int) -> np.ndarray:
-        if self.encoding == "region":
-            return self.region(tile.region)
-        centre = tile.window_centre(row, col, size)
-        if centre is None:
-            raise InputError(
-                f"tile {tile.name} has no xmin/xmax/ymin/ymax attributes; coordinate encoding "
-                "needs them"
-            )
-        return self.coordinates(*centre)
 
 
 @dataclass

@@ -325,51 +325,40 @@ def _make_tensorboard(tf: Any, keras: Any, logdir: Path) -> Any:
 
 
 def _make_progress(keras: Any, *, epochs: int, steps: int, initial_epoch: int) -> Any:
-    """A rich progress bar per epoch plus one summary line per epoch, on stderr."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """glaviz's progress bar per epoch plus one summary line per epoch, on stderr."""
+    from glaviz.progress import Progress
 
-    console = Console(stderr=True)
+    def title(epoch: int) -> str:
+        return f"epoch {epoch}/{epochs}"
 
-    class RichProgress(keras.callbacks.Callback):
+    class EpochProgress(keras.callbacks.Callback):
         def on_train_begin(self, logs: Any = None) -> None:
-            self.progress = Progress(
-                TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
+            self.bar = Progress(
+                True, total=steps, description=title(initial_epoch + 1), status=True
             )
-            self.progress.start()
-            self.task = self.progress.add_task(
-                "train", total=steps, epoch=initial_epoch + 1, epochs=epochs, loss="…"
-            )
+            self.bar.__enter__()
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self.progress.reset(self.task, total=steps, epoch=epoch + 1, epochs=epochs, loss="…")
+            self.bar.reset(total=steps, description=title(epoch + 1))
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             loss = (logs or {}).get("loss")
-            self.progress.update(
-                self.task, advance=1, loss=f"{float(loss):.4f}" if loss is not None else "…"
-            )
+            self.bar.status(f"loss {float(loss):.4f}" if loss is not None else "loss …")
+            self.bar.advance()
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             logs = logs or {}
-            console.print(
+            self.bar.print(
                 f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.4f}, "
                 f"IoU {logs.get('output_iou', float('nan')):.4f}; val loss "
                 f"{logs.get('val_loss', float('nan')):.4f}, val IoU "
-                f"{logs.get('val_output_iou', float('nan')):.4f}",
-                highlight=False,
+                f"{logs.get('val_output_iou', float('nan')):.4f}"
             )
 
         def on_train_end(self, logs: Any = None) -> None:
-            self.progress.stop()
+            self.bar.__exit__(None, None, None)
 
-    return RichProgress()
+    return EpochProgress()
 
 
 # --------------------------------------------------------------------------------------------------

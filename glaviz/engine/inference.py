@@ -1,4 +1,4 @@
-"""Fixed-shape batched inference through one compiled TensorFlow function.
+"""The model as the window loop sees it: fixed-shape batches through one compiled function.
 
 Every call sees the same batch shape (short batches are zero-padded), so the function is traced
 once and reused for the whole scene. Test-time augmentation runs the eight flips and rotations of
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +19,6 @@ from glaviz.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["float32", "bfloat16", "float16", "mixed_float16", "mixed_bfloat16"]
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
 _POLICIES = {
@@ -37,17 +36,43 @@ def gpu_available() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def default_batch_size(*, tta: bool = False) -> int:
-    """Windows per model call when the user does not say.
+#: Default activation-memory budget per model call on a CPU, in MiB: the published model
+#: (patch 384, 64 filters) needs about 430 MiB of activations per window, so it keeps one window
+#: per call and deploy's peak memory stays where it was measured (1.36 GB at 1500²); small models
+#: (the built-in ``demo``: patch 64, 16 filters) get many windows per call.
+CPU_BUDGET_MB = 512
+#: Default budget on a GPU, in MiB: eight published windows per call keep a GPU busy and fit
+#: any current accelerator.
+GPU_BUDGET_MB = 4096
+#: Upper bound on windows per call: beyond this a batch buys no speed and delays the first rows.
+MAX_BATCH = 256
+#: Activation values per pixel and per filter of the widest stage, measured on the published
+#: model (0.45 GB per 384² window with 64 filters, float32; see docs/deploy-internals.md).
+ACTIVATIONS_PER_PIXEL_FILTER = 12
 
-    On CPUs a batch buys little (about 3 % more windows/s from 1 to 4 at the published size, two
-    cores) but every extra window costs about 0.45 GB of activations, so deploy keeps one window per
-    call and memory flat. GPUs need batches to be busy. With TTA every window is already eight
-    images.
+
+def activation_bytes(config: Any, *, tta: bool = False) -> int:
+    """Estimated activation memory of one window in one model call, in bytes.
+
+    Counted in float32 whatever the precision (mixed-precision models keep float32 copies on
+    CPUs). TTA runs the eight flips and rotations of a window in the same call.
     """
-    if tta:
-        return 1
-    return 8 if gpu_available() else 1
+    filters = max(config.width, config.decoder_filters, config.unet_filters)
+    per_window = config.patch_size**2 * ACTIVATIONS_PER_PIXEL_FILTER * filters * 4
+    return per_window * (len(TTA_TRANSFORMS) if tta else 1)
+
+
+def default_budget_mb() -> int:
+    """The activation-memory budget when the user gives none: :data:`GPU_BUDGET_MB` on a GPU,
+    :data:`CPU_BUDGET_MB` otherwise."""
+    return GPU_BUDGET_MB if gpu_available() else CPU_BUDGET_MB
+
+
+def batch_size_for_budget(config: Any, *, budget_mb: float | None = None, tta: bool = False) -> int:
+    """Windows per model call that fit ``budget_mb`` of activations (at least 1, at most
+    :data:`MAX_BATCH`); ``None`` uses :func:`default_budget_mb`."""
+    budget = (default_budget_mb() if budget_mb is None else budget_mb) * 2**20
+    return int(min(MAX_BATCH, max(1, budget // activation_bytes(config, tta=tta))))
 
 
 def dtype_policy(precision: str) -> str:
@@ -103,8 +128,8 @@ TTA_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple(
 )
 
 
-class Predictor:
-    """Runs an inference model on fixed-size batches of windows.
+class BatchedModel:
+    """Runs an inference model on fixed-size batches of windows (one compiled graph).
 
     ``inputs`` maps input names (feature groups and optionally ``location``) to arrays of shape
     (n, P, P, C) or (n, L); ``predict`` returns float32 probabilities of shape (n, P, P, classes).
@@ -135,6 +160,25 @@ class Predictor:
             for name, shape in self.input_shapes.items()
         }
         self._forward = tf.function(self._forward_impl, input_signature=[signature])
+
+    @classmethod
+    def for_model(
+        cls, model: Any, *, batch_size: int, tta: bool = False, mc: int = 0
+    ) -> BatchedModel:
+        """Wrap a loaded :class:`~glaviz.engine.loading.InferenceModel` (inputs from its config)."""
+        config = model.config
+        p = config.patch_size
+        shapes: dict[str, tuple[int, ...]] = {
+            g: (p, p, n) for g, n in config.feature_groups.items()
+        }
+        if config.uses_location:
+            shapes["location"] = (config.location_size,)
+        return cls(model.model, input_shapes=shapes, batch_size=batch_size, tta=tta, mc=mc)
+
+    @classmethod
+    def for_deploy(cls, model: Any, batch_size: int, config: Any) -> BatchedModel:
+        """:meth:`for_model` with a deploy configuration's TTA and MC dropout settings."""
+        return cls.for_model(model, batch_size=batch_size, tta=config.tta, mc=config.mc)
 
     def _forward_impl(self, batch: dict[str, Any]) -> Any:
         import tensorflow as tf

@@ -1,0 +1,261 @@
+"""Deploy stage 1, the stack reader: scene rows in, normalised window rows out.
+
+For every window row of the published grid the reader reads the scene rows it has not read yet
+(consecutive window rows overlap by half a window, so the normalised rows of the previous strip
+are kept: every scene row is read and decoded once), computes their validity, normalises them,
+zero-pads the strip as the published pipeline did, and cuts it into windows.
+
+Speed: the stack marks invalid values as NaN (``glaviz features``), so the read is a plain one —
+a masked read (``masked=True``) builds a mask array per band and cost 8× the decode. A strip is
+split into column chunks along the stack's block columns, and each chunk is read, decoded and
+normalised by its own thread on its own dataset handle (GDAL handles are not thread-safe; numpy
+and the DEFLATE decoder release the GIL), so decoding uses every core. The window loop
+(:mod:`glaviz.engine.loop`) runs this reader ahead of the model in a prefetch thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glaviz.engine.tiling import TileGrid, read_window_from_padded
+from glaviz.location import SceneCoordinates
+from glaviz.pipeline import NormalisationStats, StackLayout, mark_nodata, normalise_bands
+
+#: Reader threads (one dataset handle each); more than the cores buys nothing.
+MAX_READ_THREADS = 4
+#: Optical bands shown as natural colour in the quicklook (red, green, blue; 0-based).
+RGB_BANDS: tuple[int, int, int] = (2, 1, 0)
+
+
+@dataclass(frozen=True)
+class SceneRows:
+    """Per-pixel facts about consecutive scene rows that travel with their predictions.
+
+    ``valid``: ``(n, width)`` True where every band the model reads is finite (deploy writes
+    nodata elsewhere). ``rgb``: ``(n, preview columns, 3)`` red, green, blue of the quicklook's
+    columns, in stack units, or None when no quicklook is made.
+    """
+
+    start: int
+    valid: np.ndarray
+    rgb: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.valid)
+
+    def split(self, n: int) -> tuple[SceneRows, SceneRows]:
+        """The first ``n`` rows and the rest."""
+        rgb = (None, None) if self.rgb is None else (self.rgb[:n], self.rgb[n:])
+        head = SceneRows(self.start, self.valid[:n], rgb[0])
+        return head, SceneRows(self.start + len(head), self.valid[n:], rgb[1])
+
+    @staticmethod
+    def concat(parts: Sequence[SceneRows]) -> SceneRows:
+        if len(parts) == 1:
+            return parts[0]
+        rgb = None if parts[0].rgb is None else np.concatenate([p.rgb for p in parts])  # type: ignore[misc]
+        return SceneRows(parts[0].start, np.concatenate([p.valid for p in parts]), rgb)
+
+
+class SceneRowQueue:
+    """Scene rows in order, handed out again in blocks of any size (first in, first out)."""
+
+    def __init__(self) -> None:
+        self._parts: list[SceneRows] = []
+
+    def put(self, rows: SceneRows) -> None:
+        if len(rows):
+            self._parts.append(rows)
+
+    def take(self, start: int, n: int) -> SceneRows:
+        """The next ``n`` rows, which must begin at scene row ``start``."""
+        held = SceneRows.concat(self._parts) if self._parts else None
+        if held is None or held.start != start or len(held) < n:
+            raise RuntimeError(
+                f"internal: asked for scene rows {start}…{start + n}, holding "
+                f"{(held.start, held.stop) if held else 'none'}"
+            )
+        taken, rest = held.split(n)
+        self._parts = [rest] if len(rest) else []
+        return taken
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    """One window row of the grid, ready for the model.
+
+    ``inputs`` maps model input names to one array per window, left to right. ``rows`` are the
+    scene rows read for the first time for this window row (None for sources without them).
+    """
+
+    k: int
+    inputs: dict[str, list[np.ndarray]]
+    rows: SceneRows | None = None
+
+
+def preview_columns(width: int, longest: int) -> np.ndarray:
+    """Nearest-neighbour source columns of a preview at most ``longest`` pixels wide."""
+    n = min(width, longest)
+    return ((np.arange(n) + 0.5) * (width / n)).astype(np.intp)
+
+
+class StackReader:
+    """Iterate the window rows of ``grid`` over a feature stack (see the module docstring).
+
+    ``location``: None, a fixed vector for every window (a region vector), or
+    :class:`~glaviz.location.SceneCoordinates` (coordinate encoding at each window's centre).
+    ``rgb_columns``: columns sampled for the quicklook, or None.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        layout: StackLayout,
+        groups: Sequence[str],
+        stats: NormalisationStats,
+        grid: TileGrid,
+        location: np.ndarray | SceneCoordinates | None = None,
+        rgb_columns: np.ndarray | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import rasterio
+
+        self.groups = tuple(groups)
+        # Validity covers every group read, and optical always: published deploy marks invalid
+        # optical pixels; a NaN elsewhere (a DEM hole, a SAR gap) would spread through the
+        # fusion block's global pooling, so it is masked too and zeroed after normalising.
+        self.read_groups = self.groups if "optical" in self.groups else ("optical", *self.groups)
+        self.layout = layout
+        self.stats = stats
+        self.grid = grid
+        self.location = location
+        self.rgb_columns = rgb_columns
+        cores = os.cpu_count() or 1
+        self.threads = max(1, min(threads or cores, MAX_READ_THREADS))
+        self._handles = [rasterio.open(path) for _ in range(self.threads)]
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="glaviz-read")
+        self._chunks = _column_chunks(grid.width, self._handles[0].block_shapes[0][1], self.threads)
+        self._indexes = [i for g in self.read_groups for i in layout.bands[g]]
+        self._nodata = [self._handles[0].nodatavals[i - 1] for i in self._indexes]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for handle in self._handles:
+            handle.close()
+
+    def __enter__(self) -> StackReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def strip_nbytes(self) -> int:
+        """Bytes of one window row's normalised strip (for the prefetch depth)."""
+        bands = sum(len(self.layout.bands[g]) for g in self.groups)
+        return self.grid.patch * self.grid.padded_width * bands * 4
+
+    def __iter__(self) -> Iterator[WindowRow]:
+        grid, patch = self.grid, self.grid.patch
+        previous: dict[str, np.ndarray] = {}
+        previous_origin = 0
+        read_until = 0  # scene rows read so far
+        for k, row_origin in enumerate(grid.row_origins):
+            strips = {
+                g: np.zeros((patch, grid.padded_width, len(self.layout.bands[g])), np.float32)
+                for g in self.groups
+            }
+            # Rows shared with the previous strip (the windows overlap by half) are copied, not
+            # read again: padded rows row_origin … previous_origin + patch.
+            shared = max(previous_origin + patch - row_origin, 0) if previous else 0
+            for group, strip in strips.items():
+                if shared:
+                    strip[:shared] = previous[group][row_origin - previous_origin :]
+            plan = read_window_from_padded(grid, row_origin, 0, width=grid.padded_width)
+            start = max(plan.scene_rows.start, read_until)
+            stop = plan.scene_rows.stop
+            top = start + grid.pad_top - row_origin  # strip row of scene row ``start``
+            scene_rows = self._read(start, stop, strips, top)
+            read_until = max(read_until, stop)
+            previous, previous_origin = strips, row_origin
+            inputs = {g: [s[:, c : c + patch] for c in grid.col_origins] for g, s in strips.items()}
+            if self.location is not None:
+                inputs["location"] = self._location(row_origin)
+            yield WindowRow(k, inputs, scene_rows)
+
+    def _location(self, row_origin: int) -> list[np.ndarray]:
+        if isinstance(self.location, SceneCoordinates):
+            centres = [self.grid.window_centre(row_origin, c) for c in self.grid.col_origins]
+            rows, cols = zip(*centres, strict=True)
+            return list(self.location.at(rows, cols))
+        return [self.location] * len(self.grid.col_origins)
+
+    def _read(self, start: int, stop: int, strips: dict[str, np.ndarray], top: int) -> SceneRows:
+        """Read scene rows ``start:stop`` into ``strips`` from strip row ``top``, normalised;
+        return their validity (and quicklook colours)."""
+        n = max(stop - start, 0)
+        valid = np.ones((n, self.grid.width), bool)
+        rgb = None
+        if self.rgb_columns is not None:
+            rgb = np.empty((n, len(self.rgb_columns), 3), np.float32)
+        if n:
+            targets = {g: s[top : top + n, self.grid.pad_left :] for g, s in strips.items()}
+            jobs = [
+                self._pool.submit(self._read_chunk, handle, start, stop, cols, targets, valid, rgb)
+                for handle, cols in zip(self._handles, self._chunks, strict=False)
+            ]
+            for job in jobs:
+                job.result()
+        return SceneRows(start, valid, rgb)
+
+    def _read_chunk(
+        self,
+        handle: Any,
+        start: int,
+        stop: int,
+        cols: slice,
+        out: dict[str, np.ndarray],
+        valid: np.ndarray,
+        rgb: np.ndarray | None,
+    ) -> None:
+        from rasterio.windows import Window
+
+        window = Window(cols.start, start, cols.stop - cols.start, stop - start)
+        raw = mark_nodata(
+            handle.read(self._indexes, window=window, out_dtype=np.float32), self._nodata
+        )
+        chunk_valid = valid[:, cols]
+        for band in raw:
+            chunk_valid &= np.isfinite(band)
+        offset = 0
+        for group in self.read_groups:
+            count = len(self.layout.bands[group])
+            bands = raw[offset : offset + count]
+            offset += count
+            if group == "optical" and rgb is not None and self.rgb_columns is not None:
+                inside = (self.rgb_columns >= cols.start) & (self.rgb_columns < cols.stop)
+                picked = self.rgb_columns[inside] - cols.start
+                rgb[:, inside] = np.moveaxis(bands[list(RGB_BANDS)][:, :, picked], 0, -1)
+            if group in out:
+                normalise_bands(group, bands, self.stats, out=out[group][:, cols])
+
+
+def _column_chunks(width: int, block: int, threads: int) -> list[slice]:
+    """Split ``width`` columns into up to ``threads`` chunks on block boundaries."""
+    blocks = math.ceil(width / block)
+    per = math.ceil(blocks / threads)
+    edges = [min(i * per * block, width) for i in range(threads + 1)]
+    return [slice(a, b) for a, b in itertools.pairwise(edges) if b > a]

@@ -1,0 +1,196 @@
+"""Deploy stage 3, the writer: blended rows in, the output files out.
+
+Each block of finished scene rows (:class:`~glaviz.engine.loop.BlendedRows`) becomes confidence
+(calibrated if asked), optionally the probabilities, and outlines: the argmax goes through the
+streaming median filter, and the nodata value is written afterwards where the reader found the
+input invalid (the published order, see :mod:`glaviz.engine.postprocess`). Rows are written as
+they come into tiled temporary GeoTIFFs; :meth:`SceneWriter.finish` turns them into
+Cloud-Optimised GeoTIFFs, the polygons and the quicklook. The run record is written last by
+:func:`write_record`. Nothing here is final until :meth:`OutputSet.commit`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glaviz.engine import postprocess
+from glaviz.engine.loop import BlendedRows
+from glaviz.engine.outputs import (
+    OUTLINE_COLORS,
+    OutputSet,
+    geotiff_profile,
+    vectorise_outlines,
+    write_cog,
+)
+from glaviz.engine.quicklook import Quicklook
+from glaviz.engine.reader import SceneRowQueue, SceneRows
+from glaviz.errors import GlavizError
+
+#: Overview resampling per output: categories keep their values, floats are averaged.
+RESAMPLING = {
+    "outlines.tif": "nearest",
+    "confidence.tif": "average",
+    "probabilities.tif": "average",
+}
+
+
+@dataclass
+class WriteSummary:
+    """What the writer produced: pixel counts, polygons and its timings."""
+
+    rows: int = 0
+    glacier: int = 0
+    valid: int = 0
+    polygons: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def glacier_fraction(self) -> float:
+        return self.glacier / max(self.valid, 1)
+
+
+class SceneWriter:
+    """Writes deploy's outputs for one scene, row block by row block (see the module docstring).
+
+    ``grid``: ``{"width", "height", "crs", "transform"}`` of the stack. ``calibration``: a
+    :class:`~glaviz.calibration.CalibrationModel` or None.
+    """
+
+    def __init__(
+        self,
+        outputs: OutputSet,
+        *,
+        grid: dict[str, Any],
+        n_classes: int,
+        calibration: Any = None,
+        smoothing: int = 0,
+        probabilities: bool = False,
+        vector: bool = True,
+        quicklook: Quicklook | None = None,
+    ) -> None:
+        import rasterio
+
+        self.outputs = outputs
+        self.width, self.height = grid["width"], grid["height"]
+        self.calibration = calibration
+        self.vector = vector
+        self.quicklook = quicklook
+        self.summary = WriteSummary(timings={"write_s": 0.0})
+        self._smoother = postprocess.RowSmoother(smoothing, self.width)
+        self._valid = SceneRowQueue()
+        bands = {
+            "outlines.tif": (1, "uint8", postprocess.OUTLINE_NODATA),
+            "confidence.tif": (1, "float32", None),
+        }
+        if probabilities:
+            bands["probabilities.tif"] = (n_classes, "float32", None)
+        self._temps: dict[str, Path] = {}
+        self._files: dict[str, Any] = {}
+        for name, (count, dtype, nodata) in bands.items():
+            # Streamed into a plain tiled file beside the outputs; finish() makes the COG.
+            self._temps[name] = outputs.scratch(f"{name}.stream.tif")
+            profile = geotiff_profile(grid, count=count, dtype=dtype, nodata=nodata)
+            self._files[name] = rasterio.open(self._temps[name], "w", **profile)
+        self._files["outlines.tif"].write_colormap(1, OUTLINE_COLORS)
+        self._files["outlines.tif"].set_band_description(1, "glacier outlines (1 glacier, 0 other)")
+        self._files["confidence.tif"].set_band_description(
+            1, "calibrated confidence" if calibration is not None else "confidence (1 - entropy)"
+        )
+
+    def __enter__(self) -> SceneWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the streamed files; after a failure, remove them."""
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def write(self, block: BlendedRows) -> None:
+        """Write one block of finished scene rows."""
+        t = time.perf_counter()
+        start, probs = block.start, block.probs
+        rows = block.rows or SceneRows(start, np.ones(probs.shape[:2], bool))
+        self._valid.put(rows)
+        window = _rows(start, len(probs), self.width)
+        conf = postprocess.confidence(probs, dtype=np.float64)
+        if self.calibration is not None:
+            conf = self.calibration.apply(conf)
+        conf32 = conf.astype(np.float32)
+        self._files["confidence.tif"].write(conf32, 1, window=window)
+        if "probabilities.tif" in self._files:
+            bands = np.moveaxis(probs.astype(np.float32), -1, 0)
+            self._files["probabilities.tif"].write(bands, window=window)
+        if self.quicklook is not None:
+            self.quicklook.add_confidence(start, conf32)
+            if rows.rgb is not None:
+                self.quicklook.add_rgb(start, rows.rgb)
+        self._write_outlines(self._smoother.push(postprocess.outlines(probs)))
+        self.summary.timings["write_s"] += time.perf_counter() - t
+
+    def _write_outlines(self, outlines: np.ndarray | None) -> None:
+        if outlines is None or not len(outlines):
+            return
+        start = self.summary.rows
+        valid = self._valid.take(start, len(outlines)).valid
+        final = postprocess.apply_nodata(outlines, valid)
+        self._files["outlines.tif"].write(final, 1, window=_rows(start, len(final), self.width))
+        if self.quicklook is not None:
+            self.quicklook.add_outlines(start, final)
+        self.summary.rows += len(final)
+        self.summary.glacier += int(np.count_nonzero(final == 1))
+        self.summary.valid += int(np.count_nonzero(valid))
+
+    def finish(self) -> WriteSummary:
+        """Flush the smoother, then write the COGs, the polygons and the quicklook."""
+        t = time.perf_counter()
+        self._write_outlines(self._smoother.finish())
+        self.close()
+        if self.summary.rows != self.height:
+            raise GlavizError(f"internal: wrote {self.summary.rows} of {self.height} outline rows")
+        self.summary.timings["write_s"] += time.perf_counter() - t
+        t = time.perf_counter()
+        for name, stream in self._temps.items():
+            write_cog(stream, self.outputs.temp(name), resampling=RESAMPLING[name])
+        self.summary.timings["cog_s"] = time.perf_counter() - t
+        if self.vector:
+            t = time.perf_counter()
+            target = self.outputs.temp("outlines.gpkg")
+            self.summary.polygons = vectorise_outlines(self.outputs.temp("outlines.tif"), target)
+            self.summary.timings["vector_s"] = time.perf_counter() - t
+        if self.quicklook is not None:
+            t = time.perf_counter()
+            self.quicklook.write(self.outputs.temp("quicklook.png"))
+            self.summary.timings["quicklook_s"] = time.perf_counter() - t
+        return self.summary
+
+
+def _rows(start: int, n: int, width: int) -> Any:
+    from rasterio.windows import Window
+
+    return Window(0, start, width, n)
+
+
+def write_record(outputs: OutputSet, record: dict[str, Any]) -> None:
+    """Write the run record (``run.json``) among the outputs; it is committed last."""
+    text = json.dumps(record, indent=2, default=_jsonable) + "\n"
+    outputs.temp("run.json").write_text(text)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
