@@ -292,7 +292,7 @@ def test_failed_deploy_leaves_no_folder(scene: Path, tmp_path: Path, weights: st
     assert not out.exists()
 
 
-@pytest.mark.slow  # about 30 s: two TensorFlow start-ups
+# about 30 s (two TensorFlow start-ups), but the lock is part of the contract: in the default suite
 def test_second_deploy_into_a_locked_folder_fails_at_once(big_scene: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     first = _start_deploy(big_scene, out)
