@@ -99,7 +99,8 @@ def evaluate(
     """Score a predictions file or a deployed map (``glaviz evaluate``); writes ``json_output``."""
     if check and (skipped := check_outputs(config)) is not None:
         return skipped
-    from glaviz.evaluation import evaluate_predictions, evaluate_rasters, write_json_atomic
+    from glaviz.atomic import write_json_atomic
+    from glaviz.evaluation import evaluate_predictions, evaluate_rasters
 
     def run() -> Evaluation:
         if config.predictions is not None:
@@ -110,7 +111,9 @@ def evaluate(
                 prediction=config.prediction, truth=config.truth, progress=progress
             )
         if config.json_output is not None and not config.to_stdout:
-            write_json_atomic(result.to_dict(), config.json_output)
+            # allow_nan=False: undefined scores are None (null) by construction; a NaN that slipped
+            # through would make a file that strict JSON readers reject.
+            write_json_atomic(config.json_output, result.to_dict(), allow_nan=False)
         return result
 
     return _recorded(config, "evaluate", run)

@@ -43,5 +43,9 @@ class OutputExistsError(GlavizError, FileExistsError):
     exit_code = 3
 
 
+class OutputLockedError(GlavizError, BlockingIOError):
+    """Another glaviz run is writing into the same output folder (exit code 1: try again later)."""
+
+
 class DownloadError(GlavizError, OSError):
     """A download that failed after all retries, or that no source is known for."""

@@ -457,7 +457,8 @@ def test_no_quicklook(stack, bundle, tmp_path) -> None:
 def test_second_deploy_into_a_locked_folder_fails_at_once(stack, bundle, tmp_path, capsys) -> None:
     from filelock import FileLock
 
-    from glaviz.engine.outputs import LOCK_NAME, OutputLockedError
+    from glaviz.engine.outputs import LOCK_NAME
+    from glaviz.errors import OutputLockedError
 
     out = tmp_path / "out"
     out.mkdir()

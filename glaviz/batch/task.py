@@ -66,6 +66,20 @@ def peak_rss_mb() -> float:
 _TF_START = threading.Lock()
 
 
+#: This worker process's loaded models, reused by the scenes that share their weights.
+_MODELS: Any = None
+
+
+def worker_models() -> Any:
+    """The worker's :class:`~glaviz.engine.loading.ModelCache` (one per process)."""
+    global _MODELS
+    if _MODELS is None:
+        from glaviz.engine.loading import ModelCache
+
+        _MODELS = ModelCache()
+    return _MODELS
+
+
 def start_tensorflow() -> None:
     """Import TensorFlow once per process and size its thread pools before its runtime starts.
 
@@ -138,6 +152,6 @@ def _compute(plan: ScenePlan) -> tuple[Any, float, float]:
         t = time.perf_counter()
         run_features(plan.features)
         features_s = time.perf_counter() - t
-    result = deploy(plan.deploy)
+    result = deploy(plan.deploy, models=worker_models())
     area = glacier_area_km2(plan.folder / "outlines.gpkg")
     return result, area, features_s

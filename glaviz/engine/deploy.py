@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from glaviz.engine.outputs import OutputSet
 from glaviz.errors import ConfigError, InputError
 from glaviz.location import SceneCoordinates, region_names
 from glaviz.progress import Progress
+
+if TYPE_CHECKING:
+    from glaviz.engine.loading import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +68,22 @@ class DeployResult:
 
 
 def deploy(
-    config: DeployConfig, *, progress: bool = False, predictor: PredictorFactory | None = None
+    config: DeployConfig,
+    *,
+    progress: bool = False,
+    predictor: PredictorFactory | None = None,
+    models: ModelCache | None = None,
 ) -> DeployResult:
-    """Map glaciers on ``config.stack`` and write the outputs into ``config.outdir``."""
+    """Map glaciers on ``config.stack`` and write the outputs into ``config.outdir``.
+
+    ``models``: a cache of loaded models, for a process that deploys scene after scene.
+    """
     from glaviz.engine.reader import StackReader
     from glaviz.engine.writer import SceneWriter, write_record
 
     started = time.perf_counter()
     with OutputSet(config.outdir, overwrite=config.overwrite) as outputs, _gdal_env(config.stack):
-        plan = DeployPlan.resolve(config, predictor=predictor)
+        plan = DeployPlan.resolve(config, predictor=predictor, models=models)
         loop_timings = LoopTimings()
         reader = StackReader(config.stack, **plan.reader_options())
         writer = SceneWriter(outputs, **plan.writer_options())
@@ -173,7 +183,11 @@ class DeployPlan:
 
     @classmethod
     def resolve(
-        cls, config: DeployConfig, *, predictor: PredictorFactory | None = None
+        cls,
+        config: DeployConfig,
+        *,
+        predictor: PredictorFactory | None = None,
+        models: ModelCache | None = None,
     ) -> DeployPlan:
         import rasterio
 
@@ -198,7 +212,8 @@ class DeployPlan:
             load_region_vector(config.region_vector) if config.region_vector else (None, None)
         )
         t0 = time.perf_counter()
-        model = load_for_inference(
+        load = models.load if models is not None else load_for_inference
+        model = load(
             config.weights,
             features=config.features,
             location="region" if rv is not None else "coordinate" if coordinates else "none",

@@ -9,6 +9,8 @@ statistics, region names and calibration.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +41,57 @@ class InferenceModel:
     @property
     def groups(self) -> tuple[str, ...]:
         return tuple(self.config.feature_groups)
+
+
+class ModelCache:
+    """Loaded models kept for processes that deploy many scenes (a ``glaviz batch`` worker).
+
+    Building GlaViTU and reading its weights costs seconds per scene; a worker that maps scene
+    after scene with the same weights loads them once. The key holds everything a loaded model
+    depends on: the resolved weights file (with its size and modification time, so a replaced
+    file is loaded again), the feature groups, the location mode, MC dropout and the precision.
+    At most ``max_models`` stay loaded (least recently used first out), and a lock makes the
+    cache safe for worker threads.
+    """
+
+    def __init__(self, max_models: int = 2) -> None:
+        self.max_models = max_models
+        self.hits = 0
+        self._models: OrderedDict[tuple[Any, ...], InferenceModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(
+        self,
+        weights: str | Path,
+        *,
+        features: tuple[str, ...] | None = None,
+        location: LocationMode | None = None,
+        mc_dropout: bool = False,
+        precision: str = "float32",
+    ) -> InferenceModel:
+        """:func:`load_for_inference`, or the model an earlier identical call loaded."""
+        from glaviz.registry.registry import resolve_weights
+
+        path = resolve_weights(str(weights)).path
+        stat = path.stat() if path.exists() else None
+        state = (stat.st_size, stat.st_mtime_ns) if stat else None
+        key = (str(path), state, features, location, mc_dropout, precision)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                self.hits += 1
+                return self._models[key]
+            model = load_for_inference(
+                weights,
+                features=features,
+                location=location,
+                mc_dropout=mc_dropout,
+                precision=precision,
+            )
+            self._models[key] = model
+            while len(self._models) > self.max_models:
+                self._models.popitem(last=False)
+            return model
 
 
 def load_for_inference(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from glaviz.atomic import check_output_free
-from glaviz.errors import GlavizError, InputError
+from glaviz.errors import InputError, OutputLockedError
 
 OUTPUT_NAMES: tuple[str, ...] = (
     "outlines.tif",
@@ -36,10 +36,6 @@ LOCK_NAME = ".glaviz.lock"
 
 #: Outline colours: background transparent, glacier ice blue, nodata transparent.
 OUTLINE_COLORS = {0: (0, 0, 0, 0), 1: (0, 170, 255, 255), 255: (0, 0, 0, 0)}
-
-
-class OutputLockedError(GlavizError):
-    """Another glaviz run is writing into the same output folder (exit code 1)."""
 
 
 class OutputSet:

@@ -8,7 +8,6 @@ Both return an :class:`Evaluation` whose ``to_dict()`` is the JSON of ``glaviz e
 from __future__ import annotations
 
 from glaviz.evaluation.metrics import SCORE_NAMES, Areas, Counts, Evaluation
-from glaviz.evaluation.output import write_json_atomic
 from glaviz.evaluation.predictions import evaluate_predictions
 from glaviz.evaluation.rasters import PixelArea, evaluate_rasters
 
@@ -20,5 +19,4 @@ __all__ = [
     "PixelArea",
     "evaluate_predictions",
     "evaluate_rasters",
-    "write_json_atomic",
 ]

@@ -113,10 +113,6 @@ def temp_in(folder: Path, name: str) -> Path:
     return Path(tmp)
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    atomic.write_json_atomic(path, data, sort_keys=True)
-
-
 def read_info(target: Path) -> dict[str, Any] | None:
     """The verification record of a cached file, or None when absent or stale.
 

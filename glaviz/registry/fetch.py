@@ -24,6 +24,7 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 from urllib.request import url2pathname
 
+from glaviz.atomic import write_json_atomic
 from glaviz.errors import (
     ConfigError,
     DownloadError,
@@ -41,7 +42,6 @@ from glaviz.registry.cache import (
     remove_quietly,
     sha256_of,
     temp_in,
-    write_json_atomic,
 )
 from glaviz.registry.download import DEFAULT_POLICY, RetryPolicy, discard_partial, download
 from glaviz.registry.drive import download_file, drive_url, find_file, html_page, refusal
@@ -193,7 +193,7 @@ def verify_weights(path: Path, entry: ModelEntry, *, label: str | None = None) -
 def _install(tmp: Path, target: Path, record: dict[str, Any], source: str) -> None:
     # The record goes first: a record without its file is harmless (read_info checks the size),
     # a file without its record would lose the verified architecture.
-    write_json_atomic(info_path(target), {**record, "source": source})
+    write_json_atomic(info_path(target), {**record, "source": source}, sort_keys=True)
     os.replace(tmp, target)
 
 

@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from glaviz.atomic import atomic_path
+from glaviz.atomic import atomic_path, write_json_atomic
 from glaviz.errors import ConfigError, InputError, OutputExistsError, WeightsError
-from glaviz.groups import REGIONS
+from glaviz.location import region_names
 from glaviz.model.glavitu import GlaViTUConfig
 from glaviz.training.config import TrainConfig
-from glaviz.training.data import UNKNOWN_REGION, TrainingData
+from glaviz.training.data import TrainingData
 
 log = logging.getLogger("glaviz.training")
 
@@ -140,11 +140,13 @@ def inspect_starting_point(spec: str) -> StartingPoint:
     info = inspect_checkpoint(resolved.path)
     arch = info.config
     names = None
-    if resolved.entry is not None and resolved.entry.region_order:
-        names = [*resolved.entry.region_order, UNKNOWN_REGION]
-    if names is None and (info.location_size or 0) == len(REGIONS) + 1:
-        # Published region-encoding models: the 11 benchmark regions, sorted, then "unknown".
-        names = [*sorted(REGIONS), UNKNOWN_REGION]
+    known = resolved.entry.region_order if resolved.entry is not None else None
+    if arch.location_encoding == "region" and (known or info.location_size):
+        # The one naming convention (glaviz.location): the registry's order, else the published
+        # order for a location input of the published size.
+        names = region_names(arch.location_size, known=known)
+        if not known and names[0].startswith("region"):
+            names = None  # placeholders: let the training data name the slots
     return StartingPoint(resolved.path, spec, arch, names, is_bundle=False)
 
 
@@ -165,11 +167,6 @@ def load_starting_weights(train_model: Any, start: StartingPoint, wanted: GlaViT
 # Resume state (HDF5 + JSON, no pickle)
 
 
-def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    with atomic_path(path) as tmp:
-        write(tmp)
-
-
 def _write_variables(path: Path, variables: list[Any]) -> None:
     import h5py
 
@@ -179,7 +176,8 @@ def _write_variables(path: Path, variables: list[Any]) -> None:
                 ds = f.create_dataset(f"{i:05d}", data=np.asarray(v))
                 ds.attrs["path"] = v.path
 
-    _atomic_write_bytes(path, write)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def _read_variables(path: Path, variables: list[Any], what: str) -> None:
@@ -208,7 +206,7 @@ def _read_variables(path: Path, variables: list[Any], what: str) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    _atomic_write_bytes(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)))
+    write_json_atomic(path, data)
 
 
 def read_state(output: Path) -> dict[str, Any] | None:
