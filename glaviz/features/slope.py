@@ -93,8 +93,12 @@ def horn_slope(
     return out.astype(np.float32)
 
 
-def _horn(z: np.ndarray, xr: np.ndarray, yr: np.ndarray) -> np.ndarray:
-    """Horn's gradient on the interior of ``z``; missing neighbours take the centre value."""
+def horn_interior(
+    z: np.ndarray, xr: float | np.ndarray, yr: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Horn's 3 × 3 gradient on the interior of ``z`` (a one-cell border around the cells
+    wanted): ``(dz/d east, dz/d north)``, with ``xr``/``yr`` the cell sizes (scalars or per-row
+    arrays). Missing neighbours take the centre value."""
     h, w = z.shape[0] - 2, z.shape[1] - 2
     centre = z[1:-1, 1:-1]
 
@@ -105,10 +109,16 @@ def _horn(z: np.ndarray, xr: np.ndarray, yr: np.ndarray) -> np.ndarray:
     a, b, c = cell(-1, -1), cell(-1, 0), cell(-1, 1)
     d, f = cell(0, -1), cell(0, 1)
     g, hh, i = cell(1, -1), cell(1, 0), cell(1, 1)
-    dzdx = ((c + 2.0 * f + i) - (a + 2.0 * d + g)) / (8.0 * xr)
-    dzdy = ((g + 2.0 * hh + i) - (a + 2.0 * b + c)) / (8.0 * yr)
-    slope = np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
-    return np.where(np.isnan(centre), np.nan, slope)
+    east = ((c + 2.0 * f + i) - (a + 2.0 * d + g)) / (8.0 * xr)
+    north = ((a + 2.0 * b + c) - (g + 2.0 * hh + i)) / (8.0 * yr)
+    return east, north
+
+
+def _horn(z: np.ndarray, xr: np.ndarray, yr: np.ndarray) -> np.ndarray:
+    """Horn slope in degrees on the interior of ``z``; NaN where the centre is NaN."""
+    east, north = horn_interior(z, xr, yr)
+    slope = np.degrees(np.arctan(np.hypot(east, north)))
+    return np.where(np.isnan(z[1:-1, 1:-1]), np.nan, slope)
 
 
 def slope_degrees(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from glaviz.features.slope import horn_interior
 from glaviz.inventory.cleanup import BACKGROUND_STRUCTURE, ICE_STRUCTURE
 
 
@@ -32,17 +33,7 @@ def horn_gradient(dem: np.ndarray, *, xres: float, yres: float) -> tuple[np.ndar
     """
     z = np.pad(np.asarray(dem, dtype=np.float64), 1, mode="edge")
     h, w = dem.shape
-    centre = z[1:-1, 1:-1]
-
-    def cell(dr: int, dc: int) -> np.ndarray:
-        v = z[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
-        return np.where(np.isnan(v), centre, v)
-
-    a, b, c = cell(-1, -1), cell(-1, 0), cell(-1, 1)
-    d, f = cell(0, -1), cell(0, 1)
-    g, hh, i = cell(1, -1), cell(1, 0), cell(1, 1)
-    east = ((c + 2 * f + i) - (a + 2 * d + g)) / (8 * xres)
-    north = ((a + 2 * b + c) - (g + 2 * hh + i)) / (8 * yres)
+    east, north = horn_interior(z, float(xres), float(yres))
     # Edge repetition halves the difference across the array's outer rows; correct it there.
     if w >= 2:
         east[:, 0] *= 2
