@@ -1,4 +1,9 @@
-"""Import of the published Keras 2 checkpoint: reference outputs, inspection, errors."""
+"""Import of the published Keras 2 checkpoint: reference outputs, inspection, errors.
+
+Tests of the published file itself (its outputs, its tensor names) need ``../shared/reference``;
+inspection and the other error paths run on a paper-size checkpoint generated in the published
+layout (``tests.helpers.write_keras2_checkpoint``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,14 @@ import pytest
 from glaviz.errors import WeightsError
 from glaviz.model.checkpoint import inspect_checkpoint, load_checkpoint, verify_checkpoint
 from glaviz.model.glavitu import GlaViTUConfig
+from tests.helpers import write_keras2_checkpoint
+
+
+@pytest.fixture(scope="module")
+def published_format(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A paper-size optical+dem checkpoint in the published Keras 2 layout, seeded weights."""
+    path = tmp_path_factory.mktemp("ckpt") / "glavitu_global_weights.h5"
+    return write_keras2_checkpoint(path, preset="paper", seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +32,8 @@ def loaded(reference_weights: Path):
     return load_checkpoint(reference_weights)
 
 
-def test_inspect_reads_architecture(reference_weights: Path) -> None:
-    info = inspect_checkpoint(reference_weights)
+def test_inspect_reads_architecture(published_format: Path) -> None:
+    info = inspect_checkpoint(published_format)
     assert info.feature_groups == {"optical": 6, "dem": 2}
     assert info.location_size is None
     assert info.patch_size == 384
@@ -61,9 +74,9 @@ def test_not_hdf5(tmp_path: Path) -> None:
         inspect_checkpoint(bad)
 
 
-def test_truncated(tmp_path: Path, reference_weights: Path) -> None:
+def test_truncated(tmp_path: Path, published_format: Path) -> None:
     bad = tmp_path / "truncated.h5"
-    bad.write_bytes(reference_weights.read_bytes()[: reference_weights.stat().st_size // 2])
+    bad.write_bytes(published_format.read_bytes()[: published_format.stat().st_size // 2])
     with pytest.raises(WeightsError, match=r"truncated|damaged"):
         load_checkpoint(bad)
 
@@ -83,11 +96,11 @@ def test_other_feature_set_names_first_tensor(reference_weights: Path) -> None:
     assert "optical(6)+dem(2)" in message
 
 
-def test_wrong_location_size(reference_weights: Path) -> None:
+def test_wrong_location_size(published_format: Path) -> None:
     with pytest.raises(WeightsError, match="location input size 0, expected 12"):
-        verify_checkpoint(reference_weights, location_size=12)
+        verify_checkpoint(published_format, location_size=12)
     with pytest.raises(WeightsError, match="not the expected optical"):
-        verify_checkpoint(reference_weights, feature_groups={"optical": 6, "thermal": 1})
+        verify_checkpoint(published_format, feature_groups={"optical": 6, "thermal": 1})
 
 
 def test_tensor_of_wrong_shape(tmp_path: Path, reference_weights: Path) -> None:
