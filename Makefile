@@ -9,7 +9,7 @@ STAMP := $(VENV)/.glaviz-installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77"
 
 # Reinstall when the package metadata changes; the editable install picks up code changes.
 $(STAMP): $(BIN)/python pyproject.toml
