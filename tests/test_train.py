@@ -271,6 +271,15 @@ def test_train_epoch_bundle_and_resume(
     }
     assert loaded.inference_model.predict(x, verbose=0).shape == (1, 32, 32, 2)
 
+    # A batch re-run skips the finished run; a changed setting is named and stops it (exit 3).
+    assert (out / "run.json").is_file()
+    assert main(["train", str(toml), "--skip-existing"]) == 0
+    assert "skipped" in capsys.readouterr().out
+    code, err = run_cli(
+        ["train", str(toml), "--set", "training.epochs=2", "--skip-existing"], capsys
+    )
+    assert code == 3 and "training" in err and "different training run" in err
+
     # Starting again in the same folder is refused; resuming without raising epochs too.
     with pytest.raises(OutputExistsError, match="--resume"):
         train(load_config(toml))

@@ -32,8 +32,10 @@ from glaviz.atomic import atomic_path, write_json_atomic
 from glaviz.errors import ConfigError, InputError, OutputExistsError, WeightsError
 from glaviz.location import region_names
 from glaviz.model.glavitu import GlaViTUConfig
+from glaviz.records import write_record
 from glaviz.training.config import TrainConfig
 from glaviz.training.data import TrainingData
+from glaviz.training.record import RECORD_NAME, train_record
 
 log = logging.getLogger("glaviz.training")
 
@@ -659,6 +661,8 @@ def _run(
             ),
             overwrite=True,
         )
+        # Last: a folder with a run record holds a finished run (--skip-existing reads it).
+        write_record(output / RECORD_NAME, train_record(config))
     finally:
         keras.config.set_dtype_policy(previous_policy)
 

@@ -27,6 +27,14 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in the output folder.")
     ] = False,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing",
+            help="Exit 0 without work when the output folder holds a finished run of the same "
+            "configuration, data and starting weights (exit 3 when it differs).",
+        ),
+    ] = False,
     weights: Annotated[
         str | None,
         typer.Option(
@@ -39,8 +47,8 @@ def train(
 ) -> dict[str, Any]:
     """Train GlaViTU with the published recipe; the result is OUTPUT/model.glaviz.
 
-    Keeps the best-IoU and lowest-loss bundles, CSV and TensorBoard logs and a resume point in
-    the output folder.
+    Keeps the best-IoU and lowest-loss bundles, CSV and TensorBoard logs, a resume point and a
+    run record (run.json, read by --skip-existing) in the output folder.
 
     Exit codes: 0 done, 1 data or runtime error, 2 usage or configuration error, 3 output exists.
 
@@ -49,6 +57,19 @@ def train(
     from glaviz.training.config import load_config
 
     settings = load_config(config, set_ or [], weights=weights)
+    if skip_existing and not resume:
+        from glaviz.training.record import finished_run
+
+        bundle = finished_run(settings)
+        if bundle is not None:
+            if not state.quiet:
+                console.print(
+                    f"skipped: {bundle} is a finished run of the same configuration, data and "
+                    "starting weights",
+                    markup=False,
+                    highlight=False,
+                )
+            return {"status": "skipped", "outputs": [str(bundle)]}
     prepare_tensorflow()
     from glaviz.training.train import train as run_train
 
