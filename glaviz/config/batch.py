@@ -42,19 +42,11 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from glaviz.config.base import CommandConfig
 from glaviz.config.deploy import DeployConfig
-from glaviz.config.features import FeaturesConfig
+from glaviz.config.features import RASTER_INPUTS, FeaturesConfig
 from glaviz.errors import ConfigError
 
 #: Raw inputs of ``glaviz features``, by the features config's field names.
-RAW_INPUTS: tuple[str, ...] = (
-    "optical",
-    "elevation",
-    "slope",
-    "co_pol_sar",
-    "cross_pol_sar",
-    "in_sar",
-    "thermal",
-)
+RAW_INPUTS: tuple[str, ...] = RASTER_INPUTS
 #: Scene fields that are paths, resolved against the job file's folder.
 SCENE_PATHS: tuple[str, ...] = ("stack", *RAW_INPUTS, "region_vector")
 #: Fields of [deploy] and [features] set by the batch itself for every scene.
