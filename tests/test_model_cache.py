@@ -53,5 +53,6 @@ def test_deploy_with_a_cached_model_gives_the_same_outlines(tmp_path: Path) -> N
         deploy(config, models=models)
         with rasterio.open(tmp_path / name / "outlines.tif") as ds:
             outs.append(ds.read(1))
-    assert cache.hits == 1  # "c" reused the model "b" loaded
+    assert cache.hits == 1  # "c" reused the model "b" loaded, and its compiled runner
+    assert len(cache._runners) == 1
     assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])

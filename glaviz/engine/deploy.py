@@ -239,7 +239,7 @@ class DeployPlan:
                 arch, budget_mb=config.activation_budget_mb, tta=config.tta
             )
         batch = best_batch_size(grid.n_windows, largest)
-        factory = predictor or BatchedModel.for_deploy
+        factory = predictor or (models.runner if models is not None else BatchedModel.for_deploy)
         return cls(
             config=config,
             stack=layout,

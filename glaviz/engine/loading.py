@@ -51,14 +51,27 @@ class ModelCache:
     depends on: the resolved weights file (with its size and modification time, so a replaced
     file is loaded again), the feature groups, the location mode, MC dropout and the precision.
     At most ``max_models`` stay loaded (least recently used first out), and a lock makes the
-    cache safe for worker threads.
+    cache safe for worker threads. :meth:`runner` keeps each model's compiled batch runner too,
+    so a scene with the batch size of an earlier one does not trace the model again.
     """
 
     def __init__(self, max_models: int = 2) -> None:
         self.max_models = max_models
         self.hits = 0
         self._models: OrderedDict[tuple[Any, ...], InferenceModel] = OrderedDict()
+        self._runners: dict[tuple[int, int, bool, int], Any] = {}
         self._lock = threading.Lock()
+
+    def runner(self, model: InferenceModel, batch_size: int, config: Any) -> Any:
+        """The :class:`~glaviz.engine.inference.BatchedModel` of ``model`` for a deploy
+        ``config`` (its TTA and MC dropout), built once per batch size."""
+        from glaviz.engine.inference import BatchedModel
+
+        key = (id(model), batch_size, bool(config.tta), int(config.mc))
+        with self._lock:
+            if key not in self._runners:
+                self._runners[key] = BatchedModel.for_deploy(model, batch_size, config)
+            return self._runners[key]
 
     def load(
         self,
@@ -90,7 +103,9 @@ class ModelCache:
             )
             self._models[key] = model
             while len(self._models) > self.max_models:
-                self._models.popitem(last=False)
+                _, dropped = self._models.popitem(last=False)
+                for runner_key in [k for k in self._runners if k[0] == id(dropped)]:
+                    del self._runners[runner_key]
             return model
 
 
