@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from glaviz import __version__
+from glaviz.config.base import BEHAVIOUR_FLAGS
 from glaviz.errors import OutputExistsError
 
 if TYPE_CHECKING:
     from glaviz.config.base import CommandConfig
 
-#: Configuration fields that steer how a run behaves, not what it produces.
-BEHAVIOUR_FIELDS: frozenset[str] = frozenset(
-    {"overwrite", "skip_existing", "output", "json_output"}
-)
+#: Configuration fields that do not change what a run produces: the behaviour flags and where
+#: the outputs go.
+BEHAVIOUR_FIELDS: frozenset[str] = BEHAVIOUR_FLAGS | {"output", "json_output"}
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
@@ -106,7 +106,6 @@ def read_record(path: Path) -> dict[str, Any] | None:
 def record_config(config: CommandConfig) -> dict[str, Any]:
     """A configuration as it goes into a run record: JSON values, absolute paths, no overwrite or
     skip flags (feeding the record back with ``--config`` must not overwrite by surprise)."""
-    from glaviz.config.base import BEHAVIOUR_FLAGS
     from glaviz.config.loading import absolute_paths
 
     data = config.model_dump(mode="json", exclude=set(BEHAVIOUR_FLAGS))

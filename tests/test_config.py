@@ -96,9 +96,9 @@ CASES = {
     "fetch-dataset": (
         FetchDatasetConfig,
         ["independent", "--area", "sc1", "--area", "alaska", "--to", "data", "--force"],
-        'name = "independent"\nareas = ["sc1", "alaska"]\nto = "data"\nforce = true\n',
-        {"name": "everything", "areas": ["mars"], "folder": "x"},
-        ["name", "areas.0", "folder"],
+        'name = "independent"\narea = ["sc1", "alaska"]\nto = "data"\nforce = true\n',
+        {"name": "everything", "area": ["mars"], "folder": "x"},
+        ["name", "area.0", "folder"],
     ),
     "inventory": (
         InventoryConfig,

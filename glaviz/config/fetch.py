@@ -62,10 +62,10 @@ class FetchDatasetConfig(CommandConfig):
     name: DatasetName | None = Field(
         None, description="benchmark (20230905 files), demo (gsgm DEMO files) or independent."
     )
-    splits: list[Split] = Field(
+    split: list[Split] = Field(
         [], description="Splits of benchmark or demo (default: train, val and test)."
     )
-    areas: list[Area] = Field([], description="Areas of independent (default: all four).")
+    area: list[Area] = Field([], description="Areas of independent (default: all four).")
     to: Path = Field(Path("."), description="Folder to download into (default: the current one).")
     list_only: bool = Field(False, description="List the files, sizes and md5 (offline).")
     base_url: str | None = Field(
@@ -82,8 +82,8 @@ class FetchDatasetConfig(CommandConfig):
                 "name the dataset: benchmark, demo or independent "
                 "(glaviz fetch-dataset --list shows every file)"
             )
-        if self.splits and self.name == "independent":
+        if self.split and self.name == "independent":
             raise ValueError("--split selects benchmark or demo files; use --area for independent")
-        if self.areas and self.name in ("benchmark", "demo"):
+        if self.area and self.name in ("benchmark", "demo"):
             raise ValueError(f"--area selects independent files, not {self.name} ones")
         return self

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     "fetch-dataset",
     FetchDatasetConfig,
     arguments={"name": "NAME"},
-    options={"splits": ["--split"], "areas": ["--area"], "list_only": ["--list"]},
+    options={"list_only": ["--list"]},
     check_outputs=False,
 )
 def fetch_dataset(config: FetchDatasetConfig) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def fetch_dataset(config: FetchDatasetConfig) -> dict[str, Any]:
     from glaviz.registry import archive
     from glaviz.registry import fetch_dataset as engine
 
-    files = archive.select(config.name, splits=config.splits, areas=config.areas)
+    files = archive.select(config.name, splits=tuple(config.split), areas=tuple(config.area))
     if config.list_only:
         rows = engine.status(files, config.to)
         if not state.json:
