@@ -147,7 +147,7 @@ def test_list_is_offline_and_shows_all_14_files(
         (["fetch-dataset", "everything"], "name: Input should be 'benchmark', 'demo'"),
         (["fetch-dataset", "independent", "--split", "val"], "use --area for independent"),
         (["fetch-dataset", "demo", "--area", "sc1"], "--area selects independent files"),
-        (["fetch-dataset", "demo", "--split", "dev"], "splits.0: Input should be 'train'"),
+        (["fetch-dataset", "demo", "--split", "dev"], "split.0: Input should be 'train'"),
         (["fetch-dataset", "demo", "--base-url", "ftp://x"], "is not an http(s):// URL"),
     ],
 )
