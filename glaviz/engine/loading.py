@@ -130,7 +130,9 @@ def load_for_inference(
     from glaviz.model.glavitu import build_glavitu
     from glaviz.pipeline import NormalisationStats
     from glaviz.registry.registry import resolve_weights
+    from glaviz.tfutil import prefer_sequential_ops
 
+    prefer_sequential_ops()
     resolved = resolve_weights(str(weights))
     entry = resolved.entry
     policy = dtype_policy(precision)
@@ -148,7 +150,7 @@ def load_for_inference(
             else NormalisationStats.published()
         )
         return InferenceModel(
-            model=bundle.inference_model,
+            model=_folded(bundle.inference_model),
             config=config,
             stats=stats,
             path=path,
@@ -168,7 +170,7 @@ def load_for_inference(
         train, infer = build_glavitu(config)
     assign_checkpoint(train, path)  # the file holds both heads; infer shares the weights
     return InferenceModel(
-        model=infer,
+        model=_folded(infer),
         config=config,
         stats=NormalisationStats.published(),
         path=path,
@@ -177,6 +179,16 @@ def load_for_inference(
         calibration_name=entry.calibration if entry else None,
         region_names=_region_names(config, entry.region_order if entry else None),
     )
+
+
+def _folded(model: Any) -> Any:
+    """``model`` with its batch norms folded into its convolutions: the same predictions up to
+    rounding, about a tenth faster in float32 and a sixth in bfloat16 on a CPU
+    (:mod:`glaviz.model.folding`). Loaded models here only ever predict, so folding is safe."""
+    from glaviz.model.folding import fold_batch_norm
+
+    log.debug("folded %d batch norms into their convolutions", fold_batch_norm(model))
+    return model
 
 
 def _region_names(config: GlaViTUConfig, known: Any) -> list[str] | None:
