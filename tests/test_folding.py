@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -106,29 +101,3 @@ def test_models_loaded_for_inference_are_folded(tmp_path) -> None:
     model = load_for_inference(tiny_bundle(tmp_path / "tiny.glaviz"))
     blocks = [layer for layer in model.model._flatten_layers() if isinstance(layer, gl.ConvBNx2)]
     assert blocks and all(block._folded for block in blocks)
-
-
-_THREADS = """
-import json, sys
-from glaviz.engine.loading import load_for_inference
-import tensorflow as tf
-load_for_inference(sys.argv[1])
-print(json.dumps(tf.config.threading.get_inter_op_parallelism_threads()))
-"""
-
-
-@pytest.mark.parametrize(("env", "expected"), [({}, 1), ({"TF_NUM_INTEROP_THREADS": "2"}, 0)])
-def test_inference_runs_one_op_at_a_time_on_cpus(tmp_path, env, expected) -> None:
-    """On a CPU each op gets every core, unless the user sized TensorFlow's pool (0: not set by
-    glaviz, TensorFlow reads the variable itself)."""
-    bundle = tiny_bundle(tmp_path / "tiny.glaviz")
-    environment = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTEROP_THREADS"}
-    environment.update({"CUDA_VISIBLE_DEVICES": "", **env})
-    done = subprocess.run(
-        [sys.executable, "-c", _THREADS, str(bundle)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        check=True,
-    )
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
