@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from glaviz import __version__
-from glaviz.cli.state import configure_consoles, configure_logging, err_console, state
+from glaviz.cli.state import configure_consoles, configure_logging, err_console, say, state
 from glaviz.errors import GlavizError
 
 app = typer.Typer(
@@ -90,7 +90,7 @@ def _register_commands() -> None:
 def _print_error(message: str) -> None:
     # One line per problem, no rich markup interpretation: messages contain paths with brackets.
     for line in message.splitlines() or [""]:
-        err_console.print(f"Error: {line}", markup=False, highlight=False, soft_wrap=True)
+        say(f"Error: {line}", to=err_console)
 
 
 def _is_usage_error(exc: Exception) -> bool:

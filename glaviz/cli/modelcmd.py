@@ -21,7 +21,7 @@ import typer
 from pydantic.fields import FieldInfo
 
 from glaviz.cli.app import COMMAND_OWNED, app
-from glaviz.cli.state import console, state
+from glaviz.cli.state import say, state
 from glaviz.config.base import CommandConfig
 
 C = TypeVar("C", bound=CommandConfig)
@@ -96,7 +96,7 @@ def model_command(
                 skipped = check(config)
                 if skipped is not None:
                     if not state.quiet:
-                        console.print(skipped.message(), markup=False, highlight=False)
+                        say(skipped.message())
                     return {"status": "skipped", **skipped.to_dict()}
             payload = body(config)
             return {"status": "done", **(payload or {})}

@@ -37,6 +37,12 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+def say(text: str, *, to: Console | None = None) -> None:
+    """Print ``text`` as it is on ``to`` (default :data:`console`): no rich markup or highlighting,
+    because messages carry paths with brackets and scripts read these lines verbatim."""
+    (to or console).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def configure_consoles() -> None:
     """Point ``console`` at stderr under ``--json``; never wrap when not on a terminal."""
     console.stderr = state.json

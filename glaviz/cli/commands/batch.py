@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from glaviz.cli.app import app
-from glaviz.cli.state import console, err_console, state
+from glaviz.cli.state import err_console, say, state
 
 
 @app.command("batch")
@@ -50,7 +50,7 @@ def batch(
 
     def announce(line: str) -> None:
         if not state.quiet:
-            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+            say(line, to=err_console)
 
     result = run_batch(
         job,
@@ -64,18 +64,13 @@ def batch(
     )
     if not state.quiet:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
-        console.print(
+        say(
             f"{len(result.outcomes)} scenes ({counts}) in {result.seconds:.1f} s; "
-            f"{result.polygons} polygons in {result.outlines}; summary {result.summary}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+            f"{result.polygons} polygons in {result.outlines}; summary {result.summary}"
         )
         for o in result.outcomes:
             if o.status == "failed":
-                err_console.print(
-                    f"failed: {o.id}: {o.error}", markup=False, highlight=False, soft_wrap=True
-                )
+                say(f"failed: {o.id}: {o.error}", to=err_console)
     summary = json.loads(json.dumps(result.to_dict(), default=str))
     failed = [o for o in result.outcomes if o.status == "failed"]
     if failed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from glaviz.cli.modelcmd import model_command
-from glaviz.cli.state import console, state
+from glaviz.cli.state import say, state
 from glaviz.config import CalibrateConfig
 
 
@@ -27,13 +27,11 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
     result = api.calibrate(config, progress=state.show_progress, check=False)
     assert not isinstance(result, api.Skipped)
     if not state.quiet:
-        console.print(
+        say(
             f"ECE (100 bins): {100 * result.ece_before:.2f} % before, "
             f"{100 * result.ece_after:.2f} % after {result.method} calibration "
             f"({result.pixels:,} pixels, {result.tiles} tiles); wrote {result.output}"
-            + (f" and {result.plot}" if result.plot else ""),
-            markup=False,
-            highlight=False,
+            + (f" and {result.plot}" if result.plot else "")
         )
     outputs = [p for p in (result.output, result.plot) if p is not None]
     return {

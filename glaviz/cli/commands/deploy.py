@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from glaviz.cli.modelcmd import model_command
-from glaviz.cli.state import console, prepare_tensorflow, state
+from glaviz.cli.state import prepare_tensorflow, say, state
 from glaviz.config import DeployConfig
 
 
@@ -30,14 +30,12 @@ def deploy(config: DeployConfig) -> dict[str, Any]:
     result = run_deploy(config, progress=state.show_progress)
     t = result.timings
     if not state.quiet:
-        console.print(
+        say(
             f"{result.windows} windows in {t['loop_s']:.1f} s "
             f"({result.windows / max(t['loop_s'], 1e-9):.2f} windows/s); "
             f"glacier {100 * result.glacier_fraction:.1f} % of valid pixels"
             + (f", {result.polygons} polygons" if result.polygons is not None else "")
-            + f"; outputs in {result.outdir}/",
-            markup=False,
-            highlight=False,
+            + f"; outputs in {result.outdir}/"
         )
     return {
         "outdir": str(result.outdir),

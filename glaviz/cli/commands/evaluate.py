@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from glaviz.cli.modelcmd import model_command
-from glaviz.cli.state import console, state
+from glaviz.cli.state import console, say, state
 from glaviz.config import EvaluateConfig
 
 if TYPE_CHECKING:
@@ -78,11 +78,10 @@ def _render(result: Evaluation, json_path: Path | None) -> None:
     console.print(table)
     if result.areas is not None:
         a = result.areas
-        console.print(
+        say(
             f"glacier area: prediction {a.prediction_km2:.4f} km², truth {a.truth_km2:.4f} km², "
             f"difference {a.difference_km2:+.4f} km²; {result.excluded_pixels:,} pixels excluded "
-            "(nodata or outside the truth)",
-            highlight=False,
+            "(nodata or outside the truth)"
         )
     if json_path is not None:
-        console.print(f"scores written to {json_path}", markup=False, highlight=False)
+        say(f"scores written to {json_path}")

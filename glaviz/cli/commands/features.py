@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from glaviz.cli.modelcmd import model_command
-from glaviz.cli.state import console, state
+from glaviz.cli.state import say, state
 from glaviz.config import FeaturesConfig
 
 
@@ -25,11 +25,9 @@ def features(config: FeaturesConfig) -> dict[str, Any]:
     result = api.compile_features(config, progress=state.show_progress, check=False)
     assert not isinstance(result, api.Skipped)
     if not state.quiet:
-        console.print(
+        say(
             f"Wrote {result.path}: {result.width} × {result.height} px, {len(result.bands)} bands "
-            f"({', '.join(result.groups)}), {result.crs}, {result.seconds:.1f} s",
-            markup=False,
-            highlight=False,
+            f"({', '.join(result.groups)}), {result.crs}, {result.seconds:.1f} s"
         )
     return {
         "outputs": [str(result.path)],

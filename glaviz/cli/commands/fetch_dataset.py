@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from glaviz.cli.modelcmd import model_command
-from glaviz.cli.state import console, state
+from glaviz.cli.state import console, say, state
 from glaviz.config.fetch import FetchDatasetConfig
 
 if TYPE_CHECKING:
@@ -52,12 +52,7 @@ def fetch_dataset(config: FetchDatasetConfig) -> dict[str, Any]:
     if not state.quiet:
         for r in results:
             how = f"downloaded from {r.source}, md5 verified" if r.source else "already there"
-            console.print(
-                f"{r.file.name}: {how} → {r.path} ({r.file.size / 1e9:.2f} GB)",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+            say(f"{r.file.name}: {how} → {r.path} ({r.file.size / 1e9:.2f} GB)")
     return {"outputs": [str(r.path) for r in results], "files": [_result_json(r) for r in results]}
 
 
@@ -111,12 +106,10 @@ def _print_table(rows: list[FileStatus], folder: Path) -> None:
         # Piped output (scripts, logs) is not squeezed into 80 columns: one line per file.
         out = Console(width=max(console.width, 160), no_color=console.no_color)
     out.print(table)
-    out.print(
+    say(
         f"{len(rows)} files, {total:,} bytes ({total / 1e9:.1f} GB); folder: {folder}; "
         f"source: {record.base_url}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
+        to=out,
     )
 
 

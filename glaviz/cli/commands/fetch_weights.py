@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from glaviz.cli.modelcmd import model_command
-from glaviz.cli.state import console, state
+from glaviz.cli.state import console, say, state
 from glaviz.config import FetchWeightsConfig
 from glaviz.errors import GlavizError
 
@@ -117,12 +117,7 @@ def _report(result: FetchResult) -> None:
     }
     size = f"{result.size / 1e6:.1f} MB"
     digest = f", sha256 {result.sha256}" if result.sha256 else ""
-    console.print(
-        f"{result.entry.name}: {words[result.status]} → {result.path} ({size}{digest})",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    say(f"{result.entry.name}: {words[result.status]} → {result.path} ({size}{digest})")
 
 
 def _selected(rows: list[CacheStatus], *, only: list[str]) -> list[CacheStatus]:
@@ -169,7 +164,7 @@ def _print_table(rows: list[CacheStatus]) -> None:
 
         out = Console(width=max(console.width, 200), no_color=console.no_color)
     out.print(table)
-    out.print(f"cache: {weights_dir()}", markup=False, highlight=False, soft_wrap=True)
+    say(f"cache: {weights_dir()}", to=out)
 
 
 def _mark(entry: ModelEntry, field: str, text: str) -> str:

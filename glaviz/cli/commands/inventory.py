@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from glaviz.cli.modelcmd import model_command
-from glaviz.cli.state import console, state
+from glaviz.cli.state import say, state
 from glaviz.config import InventoryConfig
 
 #: Short option names for the fields whose names carry their unit (the help says the unit).
@@ -42,12 +42,10 @@ def inventory(config: InventoryConfig) -> dict[str, Any]:
     assert not isinstance(result, api.Skipped)
     if not state.quiet:
         methods = ", ".join(f"{v} {k}" for k, v in sorted(result.methods.items()))
-        console.print(
+        say(
             f"{result.glaciers} glaciers from {result.complexes} complexes ({methods}); "
             f"{result.vanished} reference glaciers vanished; {result.seconds:.1f} s; "
-            f"wrote {result.output}",
-            markup=False,
-            highlight=False,
+            f"wrote {result.output}"
         )
     return {
         "outputs": [str(result.output), str(result.record)],

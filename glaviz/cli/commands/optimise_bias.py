@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from glaviz.cli.modelcmd import model_command
-from glaviz.cli.state import console, prepare_tensorflow, state
+from glaviz.cli.state import prepare_tensorflow, say, state
 from glaviz.config import OptimiseBiasConfig
 
 
@@ -28,11 +28,9 @@ def optimise_bias(config: OptimiseBiasConfig) -> dict[str, Any]:
     result = api.optimise_bias(config, progress=state.show_progress, check=False)
     assert not isinstance(result, api.Skipped)
     if not state.quiet:
-        console.print(
+        say(
             f"mean entropy {result.entropy_before:.4f} → {result.entropy_after:.4f} after "
-            f"{result.epochs} epochs; region vector written to {result.path}",
-            markup=False,
-            highlight=False,
+            f"{result.epochs} epochs; region vector written to {result.path}"
         )
     return {
         "outputs": [str(result.path)],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from glaviz.cli.modelcmd import model_command
-from glaviz.cli.state import console, prepare_tensorflow, state
+from glaviz.cli.state import prepare_tensorflow, say, state
 from glaviz.config import PredictConfig
 
 
@@ -25,11 +25,9 @@ def predict(config: PredictConfig) -> dict[str, Any]:
     result = api.predict(config, progress=state.show_progress, check=False)
     assert not isinstance(result, api.Skipped)
     if not state.quiet:
-        console.print(
+        say(
             f"{result.tiles} tiles ({result.windows} windows) predicted in "
-            f"{result.timings['loop_s']:.1f} s; written to {result.path}",
-            markup=False,
-            highlight=False,
+            f"{result.timings['loop_s']:.1f} s; written to {result.path}"
         )
     return {
         "outputs": [str(result.path)],

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from glaviz.cli.app import app
-from glaviz.cli.state import console, prepare_tensorflow, state
+from glaviz.cli.state import console, prepare_tensorflow, say, state
 
 
 @app.command("train")
@@ -63,11 +63,9 @@ def train(
         bundle = finished_run(settings)
         if bundle is not None:
             if not state.quiet:
-                console.print(
+                say(
                     f"skipped: {bundle} is a finished run of the same configuration, data and "
-                    "starting weights",
-                    markup=False,
-                    highlight=False,
+                    "starting weights"
                 )
             return {"status": "skipped", "outputs": [str(bundle)]}
     prepare_tensorflow()
