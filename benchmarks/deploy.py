@@ -45,7 +45,7 @@ def model_path(workdir: Path) -> Path:
     if not path.exists():
         from glaviz.model.bundle import BundleMetadata, save_bundle
         from glaviz.model.glavitu import GlaViTUConfig, build_glavitu
-        from glaviz.pipeline import NormalisationStats
+        from glaviz.published.normalisation import NormalisationStats
 
         config = GlaViTUConfig.create(features=["optical", "dem"])
         train, _ = build_glavitu(config)

@@ -70,7 +70,7 @@ def engine_model(workdir: Path) -> Path:
     if not path.exists():
         from glaviz.model.bundle import BundleMetadata, save_bundle
         from glaviz.model.glavitu import GlaViTUConfig, build_glavitu
-        from glaviz.pipeline import NormalisationStats
+        from glaviz.published.normalisation import NormalisationStats
 
         config = GlaViTUConfig.create(features=["optical", "dem"], preset="tiny", patch_size=384)
         train, _ = build_glavitu(config)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def trivial_model(keras, data):
-    from glaviz.groups import GROUP_BANDS
+    from glaviz.published.groups import GROUP_BANDS
 
     p = data.patch_size
     inputs = {g: keras.Input((p, p, GROUP_BANDS[g]), name=g) for g in data.features}
@@ -47,9 +47,9 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="glaviz-train-input-"))
 
     from glaviz.samples import make_benchmark_splits
-    from glaviz.tfutil import import_tensorflow
     from glaviz.training import validate_config
     from glaviz.training.data import open_training_data, train_dataset
+    from glaviz.util.tf import import_tensorflow
 
     splits = make_benchmark_splits(
         workdir, tiles=(args.tiles, 1, 1), tile_size=args.tile_size, patch_size=384, seed=3

@@ -3,7 +3,7 @@
 These are what ``glaviz.deploy(...)``, ``glaviz.predict(...)`` … are in a notebook, and what the
 CLI commands call: one configuration model per command, so a config file, a run record and a
 notebook cell describe a run the same way. Each function first applies the configuration's
-``skip_existing``/``overwrite`` (returning :class:`~glaviz.records.Skipped` when a matching run is
+``skip_existing``/``overwrite`` (returning :class:`~glaviz.runs.Skipped` when a matching run is
 already there), and commands whose output is a single file get a run record beside it
 (``OUT.run.json``) for the next ``--skip-existing``. Heavy imports happen inside each function.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from glaviz.records import Skipped, check_outputs, run_record, weights_file, write_record
+from glaviz.runs.records import Skipped, check_outputs, run_record, weights_file, write_record
 
 if TYPE_CHECKING:
     from glaviz.calibration.fit import CalibrationFit
@@ -27,12 +27,12 @@ if TYPE_CHECKING:
         OptimiseBiasConfig,
         PredictConfig,
     )
-    from glaviz.engine.bias import BiasResult
     from glaviz.engine.deploy import DeployResult
     from glaviz.engine.predict import PredictResult
+    from glaviz.engine.region_vector import BiasResult
     from glaviz.evaluation import Evaluation
     from glaviz.features.stack import StackResult
-    from glaviz.inventory.engine import InventoryResult
+    from glaviz.inventory.build import InventoryResult
 
 R = TypeVar("R")
 
@@ -99,8 +99,8 @@ def evaluate(
     """Score a predictions file or a deployed map (``glaviz evaluate``); writes ``json_output``."""
     if check and (skipped := check_outputs(config)) is not None:
         return skipped
-    from glaviz.atomic import write_json_atomic
     from glaviz.evaluation import evaluate_predictions, evaluate_rasters
+    from glaviz.runs.atomic import write_json_atomic
 
     def run() -> Evaluation:
         if config.predictions is not None:
@@ -148,7 +148,7 @@ def optimise_bias(
     """Learn the region vector of a region-encoding model for a scene (``glaviz optimise-bias``)."""
     if check and (skipped := check_outputs(config)) is not None:
         return skipped
-    from glaviz.engine.bias import optimise_bias as run
+    from glaviz.engine.region_vector import optimise_bias as run
 
     return _recorded(
         config,

@@ -49,3 +49,22 @@ class OutputLockedError(GlavizError, BlockingIOError):
 
 class DownloadError(GlavizError, OSError):
     """A download that failed after all retries, or that no source is known for."""
+
+
+#: What each exit status means, keyed by the classes' own codes so the words cannot drift from
+#: them. Help texts and docs are generated from this table (:func:`exit_codes_help`).
+EXIT_MEANINGS: dict[int, str] = {
+    0: "done or skipped",
+    GlavizError.exit_code: "data or runtime error",
+    ConfigError.exit_code: "usage or configuration error",
+    OutputExistsError.exit_code: "output exists (pass --overwrite or --skip-existing)",
+}
+
+#: Exit status of a run stopped by signal N (SIGINT 130, SIGTERM 143, SIGHUP 129).
+SIGNAL_EXIT_BASE = 128
+
+
+def exit_codes_help() -> str:
+    """The one sentence every help text uses to list the exit codes."""
+    codes = ", ".join(f"{code} {meaning}" for code, meaning in sorted(EXIT_MEANINGS.items()))
+    return f"Exit codes: {codes}; {SIGNAL_EXIT_BASE} + N when stopped by signal N."

@@ -9,11 +9,12 @@ record becomes the dataset's attributes. Arrays are lazy (dask-free, read on acc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from glaviz.errors import InputError
+from glaviz.runs.outputs import RECORD_NAME
+from glaviz.runs.records import read_record
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -56,16 +57,8 @@ def open_result(outdir: str | Path, *, chunks: Any = None) -> xr.Dataset:
         array.attrs.pop("long_name", None)
         variables[var] = array
     dataset = xr.Dataset(variables)
-    dataset.attrs.update(_record(folder / "run.json"))
+    dataset.attrs.update(read_record(folder / RECORD_NAME) or {})
     crs = variables["outlines"].rio.crs
     if crs is not None:
         dataset = dataset.rio.write_crs(crs)
     return dataset
-
-
-def _record(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -8,10 +8,10 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from glaviz.groups import GROUP_STACK_BANDS
 from glaviz.model.bundle import BundleMetadata, save_bundle
 from glaviz.model.glavitu import GlaViTUConfig, build_glavitu
-from glaviz.pipeline import NormalisationStats
+from glaviz.published.groups import GROUP_STACK_BANDS
+from glaviz.published.normalisation import NormalisationStats
 
 PATCH = 32
 

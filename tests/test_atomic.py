@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from glaviz.atomic import atomic_path, write_json_atomic
+from glaviz.runs.atomic import atomic_path, write_json_atomic
 
 
 def test_success_renames_with_umask_permissions(tmp_path) -> None:

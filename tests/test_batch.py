@@ -25,7 +25,7 @@ from glaviz.batch import run_batch
 from glaviz.batch.plan import parse_shard, shard_of
 from glaviz.config.batch import load_job
 from glaviz.errors import ConfigError
-from glaviz.registry.registry import resolve_weights
+from glaviz.registry.catalogue import resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 N_SCENES = 4

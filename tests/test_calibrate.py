@@ -209,7 +209,7 @@ def test_written_json_loads_for_deploy(validation: Path, tmp_path: Path, method:
     raw = out.read_bytes()
     data = json.loads(raw.decode("utf-8"))  # plain JSON text, not a pickle
     assert "check" in data and data["ece_before"] == result.ece_before
-    from glaviz.registry.registry import calibration_path
+    from glaviz.registry.catalogue import calibration_path
 
     # What deploy --calibration CAL.json does: resolve the path, load (checks the table), apply.
     loaded = CalibrationModel.load(calibration_path(str(out)))

@@ -16,7 +16,7 @@ from glaviz.engine.deploy import deploy
 from glaviz.engine.loop import best_batch_size
 from glaviz.engine.tiling import extract_window, tile_grid
 from glaviz.errors import ConfigError, InputError, OutputExistsError, WeightsError
-from glaviz.pipeline import NormalisationStats, normalise_group
+from glaviz.published.normalisation import NormalisationStats, normalise_group
 from tests.helpers import PATCH, tiny_bundle, write_stack
 
 
@@ -388,7 +388,7 @@ def test_published_calibrations_equal_sklearn(name, stack, bundle, tmp_path, mon
         return out
 
     monkeypatch.setattr(KernelRidgeCalibration, "apply", spy)
-    from glaviz.registry.registry import calibration_path
+    from glaviz.registry.catalogue import calibration_path
 
     path = calibration_path(name.removesuffix(".json"))  # the packaged copy of the published file
     out = tmp_path / "out"
@@ -457,8 +457,8 @@ def test_no_quicklook(stack, bundle, tmp_path) -> None:
 def test_second_deploy_into_a_locked_folder_fails_at_once(stack, bundle, tmp_path, capsys) -> None:
     from filelock import FileLock
 
-    from glaviz.engine.outputs import LOCK_NAME
     from glaviz.errors import OutputLockedError
+    from glaviz.runs.outputs import LOCK_NAME
 
     out = tmp_path / "out"
     out.mkdir()

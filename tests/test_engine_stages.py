@@ -20,7 +20,8 @@ from glaviz.engine.quicklook import MAX_SIDE, Quicklook, panel_shape
 from glaviz.engine.reader import SceneRowQueue, SceneRows, StackReader, preview_columns
 from glaviz.engine.tiling import extract_window, tile_grid
 from glaviz.model.glavitu import GlaViTUConfig
-from glaviz.pipeline import NormalisationStats, StackLayout, normalise_bands, normalise_group
+from glaviz.published.normalisation import NormalisationStats, normalise_bands, normalise_group
+from glaviz.published.stack_layout import StackLayout
 from tests.helpers import write_stack
 
 STATS = NormalisationStats.published()

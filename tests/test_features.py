@@ -20,7 +20,7 @@ from glaviz.cli.app import main
 from glaviz.errors import ConfigError, InputError, OutputExistsError
 from glaviz.features import compile_stack
 from glaviz.features import stack as stack_module
-from glaviz.groups import GROUP_STACK_BANDS
+from glaviz.published.groups import GROUP_STACK_BANDS
 from tests.helpers import write_raster
 
 OPT_CRS = "EPSG:32632"

@@ -300,7 +300,7 @@ def test_a_second_run_on_the_same_file_is_refused(nird: FakeServer, tmp_path: Pa
 def test_transfer_progress_counts_bytes_with_rate_and_time_left() -> None:
     from rich.progress import DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from glaviz.progress import Progress
+    from glaviz.util.progress import Progress
 
     with Progress(True, total=None, description="x", transfer=True) as bar:
         bar.reset(total=1000, completed=400)  # a download resumed at 400 bytes

@@ -24,7 +24,7 @@ import pytest
 
 from glaviz.cli.app import main
 from glaviz.errors import ConfigError, DownloadError, WeightsError
-from glaviz.groups import REGIONS
+from glaviz.published.groups import REGIONS
 from glaviz.registry import (
     RetryPolicy,
     cached_path,
@@ -468,7 +468,7 @@ def test_all_fetches_what_the_mirror_has_and_names_the_rest(
 def test_packaged_model_needs_no_download(
     monkeypatch: pytest.MonkeyPatch, glaviz_home: Path
 ) -> None:
-    import glaviz.registry.registry as registry_module
+    import glaviz.registry.catalogue as registry_module
 
     registry = load_registry()
     demo = registry.require("global").model_copy(

@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from glaviz.groups import REGIONS
-from glaviz.location import (
+from glaviz.published.groups import REGIONS
+from glaviz.published.location import (
     UNKNOWN_REGION,
     LocationEncoder,
     coordinates,
@@ -23,7 +23,7 @@ PUBLISHED = [*sorted(REGIONS), UNKNOWN_REGION]
 
 
 def test_published_order_comes_from_the_registry() -> None:
-    from glaviz.registry.registry import load_registry
+    from glaviz.registry.catalogue import load_registry
 
     entry = load_registry().require("region-encoding")
     assert list(published_region_order()) == list(entry.region_order) == sorted(REGIONS)
@@ -79,8 +79,8 @@ def published_region_checkpoint(reference: Path, target: Path) -> Path:
 def test_optimise_bias_with_a_published_checkpoint_by_path_writes_published_names(
     reference_weights: Path, tmp_path: Path
 ) -> None:
-    from glaviz.engine.bias import optimise_bias
     from glaviz.engine.loading import load_for_inference
+    from glaviz.engine.region_vector import optimise_bias
     from tests.helpers import write_stack
 
     weights = published_region_checkpoint(reference_weights, tmp_path / "my_region_model.h5")

@@ -10,8 +10,8 @@ import pytest
 
 from glaviz.cli.app import main
 from glaviz.config import DeployConfig
-from glaviz.engine.bias import optimise_bias
 from glaviz.engine.deploy import deploy
+from glaviz.engine.region_vector import optimise_bias
 from glaviz.errors import ConfigError, OutputExistsError
 from tests.helpers import tiny_bundle, write_stack
 

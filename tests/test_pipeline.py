@@ -14,14 +14,14 @@ from rasterio.transform import from_origin
 
 from glaviz.errors import ConfigError, InputError
 from glaviz.features import compile_stack
-from glaviz.groups import GROUP_BANDS, GROUP_STACK_BANDS
-from glaviz.pipeline import (
+from glaviz.published.groups import GROUP_BANDS, GROUP_STACK_BANDS
+from glaviz.published.normalisation import (
     NormalisationStats,
-    StackLayout,
     normalise,
     normalise_group,
     valid_mask,
 )
+from glaviz.published.stack_layout import StackLayout
 
 PUBLISHED_JSON = Path(__file__).resolve().parents[1] / "glaviz" / "data"
 
@@ -167,7 +167,7 @@ def test_stack_layout_reads_a_written_stack(tmp_path: Path) -> None:
 def test_pipeline_module_is_numpy_only() -> None:
     code = (
         "import sys\n"
-        "import glaviz.pipeline\n"
+        "import glaviz.published.normalisation\n"
         "print([m for m in ('rasterio', 'tensorflow', 'keras') if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from glaviz.cli.app import main
-from glaviz.datasets import BenchmarkDataset, crop_padding
 from glaviz.engine.blend import blend_in_memory
 from glaviz.engine.predict import predict, tile_window_grid
 from glaviz.errors import InputError, OutputExistsError
 from glaviz.model.bundle import load_bundle
+from glaviz.published.benchmark import BenchmarkDataset, crop_padding
 from glaviz.samples import make_benchmark
 from tests.helpers import PATCH, tiny_bundle
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from glaviz.progress import Progress
+from glaviz.util.progress import Progress
 
 
 def test_disabled_bar_is_silent(capsys) -> None:

@@ -27,7 +27,7 @@ from glaviz.engine.deploy import deploy
 from glaviz.errors import InputError, OutputExistsError
 from glaviz.features import compile_stack, convert_published, load_published
 from glaviz.features.published import AffineState, PublishedUnpickler
-from glaviz.pipeline import NormalisationStats
+from glaviz.published.normalisation import NormalisationStats
 from glaviz.samples import make_scene
 from tests.helpers import error_line, tiny_bundle
 

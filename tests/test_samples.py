@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from glaviz.datasets import BenchmarkDataset, crop_padding, find_split, split_of
 from glaviz.errors import ConfigError, InputError
+from glaviz.published.benchmark import BenchmarkDataset, crop_padding, find_split, split_of
 from glaviz.samples import (
     REGION_STYLES,
     make_benchmark,

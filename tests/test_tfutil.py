@@ -13,7 +13,7 @@ from tests.helpers import tiny_bundle
 
 _START = """
 import json, sys
-from glaviz.tfutil import import_tensorflow
+from glaviz.util.tf import import_tensorflow
 tf = import_tensorflow()
 hidden = [name for name in ("sklearn", "matplotlib") if name not in sys.modules]
 from sklearn.isotonic import IsotonicRegression  # still importable afterwards

@@ -1,10 +1,12 @@
 """Skip-done: the batch's per-scene record ``OUTPUT/<id>/batch.json``.
 
-Deploy's ``run.json`` records settings and timings but no fingerprint of what the outputs depend
-on, so the batch writes its own record beside it, atomically and only after the scene's outputs
-are committed. A scene is done when its record's fingerprint matches the one planned now
-(:func:`glaviz.records.differences` is empty: same weights sha256, inputs' sizes and
-modification times, resolved configuration and glaviz version) and its outputs are in place.
+Deploy's ``run.json`` fingerprints one deploy of one stack. A batch scene is more: with raw
+inputs it also compiles the stack, so whether it is done depends on the raw rasters and the
+features settings too. The batch therefore writes its own record beside ``run.json``, atomically
+and only after the scene's outputs are committed. A scene is done when its record's fingerprint
+matches the one planned now (:func:`glaviz.runs.records.differences` is empty: same weights
+sha256, inputs' sizes and modification times, resolved features and deploy configuration and
+glaviz version) and its outputs are in place.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from glaviz.atomic import write_json_atomic
-from glaviz.records import differences, read_record
+from glaviz.runs.atomic import write_json_atomic
+from glaviz.runs.records import differences, read_record
 
 RECORD_NAME = "batch.json"
 #: Deploy outputs a finished scene must still have for it to be skipped.

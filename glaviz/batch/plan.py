@@ -82,8 +82,8 @@ class WeightsHashes:
         self._cache: dict[tuple[str, int, int], str] = {}
 
     def of(self, spec: str) -> str:
-        from glaviz.records import sha256_file
-        from glaviz.registry.registry import resolve_weights
+        from glaviz.registry.catalogue import resolve_weights
+        from glaviz.util.hashing import sha256_file
 
         path = resolve_weights(spec).path.resolve()
         st = path.stat()
@@ -97,7 +97,7 @@ def plan_scene(
     job: JobConfig, spec: SceneSpec, *, hashes: WeightsHashes | None = None
 ) -> ScenePlan | PlanError:
     """Resolve one scene. Settings or input problems become a :class:`PlanError`, not a raise."""
-    from glaviz.records import fingerprint
+    from glaviz.runs.records import fingerprint
 
     folder = job.output / spec.id
     date = spec.date.isoformat() if spec.date else None
@@ -115,9 +115,13 @@ def plan_scene(
             raise ConfigError(f"input not found: {', '.join(missing)}")
         sha = (hashes or WeightsHashes()).of(deploy.weights)
         config = {
-            "deploy": deploy.model_dump(mode="json", exclude={"stack", "output", *BEHAVIOUR_FLAGS}),
+            "deploy": deploy.model_dump(
+                mode="json", exclude={"stack", *deploy.OUTPUT_FIELDS, *BEHAVIOUR_FLAGS}
+            ),
             "features": (
-                features.model_dump(mode="json", exclude={"output", *BEHAVIOUR_FLAGS})
+                features.model_dump(
+                    mode="json", exclude={*features.OUTPUT_FIELDS, *BEHAVIOUR_FLAGS}
+                )
                 if features is not None
                 else None
             ),

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from glaviz.atomic import atomic_path, write_text_atomic
+from glaviz.runs.atomic import atomic_path, write_text_atomic
 
 #: Merged product CRS.
 MERGED_CRS = "EPSG:4326"

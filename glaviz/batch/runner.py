@@ -27,7 +27,7 @@ from glaviz.batch.plan import (
 from glaviz.batch.results import merge_outlines, write_summary
 from glaviz.batch.task import DONE, FAILED, SKIPPED, SceneOutcome, run_scene
 from glaviz.config.batch import load_job
-from glaviz.progress import Progress
+from glaviz.util.progress import Progress
 
 log = logging.getLogger(__name__)
 

@@ -86,7 +86,7 @@ def start_tensorflow() -> None:
     The cluster sets ``TF_NUM_INTRAOP_THREADS`` per worker (cores ÷ workers), so several workers
     on one machine do not each start a pool as large as the machine.
     """
-    from glaviz.tfutil import import_tensorflow
+    from glaviz.util.tf import import_tensorflow
 
     with _TF_START:
         tf = import_tensorflow()

@@ -38,10 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from glaviz.atomic import atomic_path, write_json_atomic
 from glaviz.calibration.model import CalibrationModel, IsotonicCalibration, KernelRidgeCalibration
 from glaviz.calibration.reliability import ECE_BINS, Reliability, correct_and_confidence
-from glaviz.errors import ConfigError, InputError, OutputExistsError
+from glaviz.errors import ConfigError, InputError
+from glaviz.runs.atomic import atomic_path, write_json_atomic
+from glaviz.runs.outputs import refuse_existing
 
 __all__ = [
     "METHODS",
@@ -99,7 +100,7 @@ def collect_reliability(
     [0, 1] as deploy writes them). Reads one block of one tile at a time.
     """
     from glaviz.evaluation.predictions import iter_blocks, open_predictions, tiles
-    from glaviz.progress import Progress
+    from glaviz.util.progress import Progress
 
     diagrams = {int(n): Reliability(int(n)) for n in bins}
     with open_predictions(predictions) as file:
@@ -239,10 +240,10 @@ def calibrate(
     predictions, output = Path(predictions), Path(output)
     plot = Path(plot) if plot is not None else None
     for path in (output, plot):
-        if path is not None and path.exists() and not overwrite:
-            raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
         if path is not None and path.is_dir():
             raise ConfigError(f"{path} is a folder; give a file name")
+        if path is not None:
+            refuse_existing(path, overwrite=overwrite)
     if plot is not None:
         _require_matplotlib()
 

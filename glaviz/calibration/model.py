@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from glaviz.atomic import write_text_atomic
 from glaviz.errors import InputError
+from glaviz.runs.atomic import write_text_atomic
 
 __all__ = ["CalibrationModel", "IsotonicCalibration", "KernelRidgeCalibration"]
 

@@ -1,7 +1,7 @@
 """The Typer application, its global options, and the one place errors become exit codes.
 
-Exit codes (DESIGN.md): 0 done or skipped, 1 data or runtime error, 2 usage or configuration
-error, 3 output exists; 128 + N when stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
+The exit codes are those of :mod:`glaviz.errors` (``exit_code`` on each error class,
+:data:`~glaviz.errors.EXIT_MEANINGS` for their words); 128 + N when stopped by signal N.
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ import typer
 
 from glaviz import __version__
 from glaviz.cli.state import configure_consoles, configure_logging, err_console, say, state
-from glaviz.errors import GlavizError
+from glaviz.errors import SIGNAL_EXIT_BASE, GlavizError, exit_codes_help
 
 app = typer.Typer(
     name="glaviz",
     help=(
         "Glacier mapping with GlaViTU (Maslov et al., Nature Communications 2025).\n\n"
         "Global options (-q, -v, --debug, --json) go before or after the command.\n\n"
-        "Exit codes: 0 done or skipped, 1 data or runtime error, 2 usage or configuration "
-        "error, 3 output exists.\n\n"
+        f"{exit_codes_help()}\n\n"
         "Example: glaviz deploy stack.tif --weights global"
     ),
     no_args_is_help=True,
@@ -202,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.exit_code
     except (KeyboardInterrupt, typer.Abort) as exc:
         signum = received[0] if received else getattr(exc, "signum", signal.SIGINT)
-        code, error = 128 + signum, Interrupted(signum)
+        code, error = SIGNAL_EXIT_BASE + signum, Interrupted(signum)
     except Exception as exc:  # the one top-level handler
         if _is_usage_error(exc):  # bad options, missing arguments: click formats these itself
             exc.show()  # type: ignore[attr-defined]

@@ -64,7 +64,7 @@ class _StderrHandler(logging.Handler):
 
 def prepare_tensorflow() -> None:
     """Import TensorFlow quietly (tracebacks and native logs stay visible with --debug)."""
-    from glaviz.tfutil import import_tensorflow
+    from glaviz.util.tf import import_tensorflow
 
     import_tensorflow(quiet=not state.debug)
 

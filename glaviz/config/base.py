@@ -3,8 +3,8 @@
 A command's model is the one definition of its options: the CLI options are generated from its
 fields (help text = field description), ``--config`` files are validated against it, and run
 records store it. The class variables below tell the generic layer (``glaviz.config.loading``,
-``glaviz.records``) which fields name outputs and which are paths, so nothing about a command is
-written twice.
+``glaviz.runs.records``) which fields name outputs and which are paths, so nothing about a
+command is written twice.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def skip_existing_field(what: str = "OUTPUT") -> Any:
 
 def parse_feature_list(value: object) -> object:
     """``"optical,dem"`` or a list → a validated tuple of feature groups (None stays None)."""
-    from glaviz.groups import parse_features
+    from glaviz.published.groups import parse_features
 
     if value is None:
         return None

@@ -30,10 +30,10 @@ import numpy as np
 
 from glaviz.config.deploy import DeployConfig
 from glaviz.engine.loop import LoopTimings, Predictor, best_batch_size, window_loop
-from glaviz.engine.outputs import OutputSet
+from glaviz.engine.outputs import deploy_outputs
 from glaviz.errors import ConfigError, InputError
-from glaviz.location import SceneCoordinates, region_names
-from glaviz.progress import Progress
+from glaviz.published.location import SceneCoordinates, region_names
+from glaviz.util.progress import Progress
 
 if TYPE_CHECKING:
     from glaviz.engine.loading import ModelCache
@@ -82,7 +82,10 @@ def deploy(
     from glaviz.engine.writer import SceneWriter, write_record
 
     started = time.perf_counter()
-    with OutputSet(config.outdir, overwrite=config.overwrite) as outputs, _gdal_env(config.stack):
+    with (
+        deploy_outputs(config.outdir, overwrite=config.overwrite) as outputs,
+        _gdal_env(config.stack),
+    ):
         plan = DeployPlan.resolve(config, predictor=predictor, models=models)
         loop_timings = LoopTimings()
         reader = StackReader(config.stack, **plan.reader_options())
@@ -195,7 +198,7 @@ class DeployPlan:
         from glaviz.engine.loading import load_for_inference
         from glaviz.engine.quicklook import Quicklook
         from glaviz.engine.tiling import tile_grid
-        from glaviz.pipeline import StackLayout
+        from glaviz.published.stack_layout import StackLayout
 
         with rasterio.open(config.stack) as ds:
             layout = StackLayout.read(ds)
@@ -315,7 +318,7 @@ class DeployPlan:
         """The run record: the configuration (a valid ``--config``), settings, scene, timings."""
         grid = self.grid
         windows = grid.n_windows
-        from glaviz.records import run_record
+        from glaviz.runs.records import run_record
 
         return {
             # glaviz version, command, config (a valid --config) and fingerprint (--skip-existing)
@@ -349,7 +352,7 @@ def _resolve_calibration(name: str | None, model: Any) -> tuple[Any, str | None]
         if model.calibration_name is None:
             return None, None
         name = model.calibration_name
-    from glaviz.registry.registry import calibration_path
+    from glaviz.registry.catalogue import calibration_path
 
     path = calibration_path(name)
     return CalibrationModel.load(path), str(path)

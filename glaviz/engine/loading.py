@@ -29,7 +29,7 @@ class InferenceModel:
 
     model: Any
     config: GlaViTUConfig
-    stats: Any  # glaviz.pipeline.NormalisationStats
+    stats: Any  # glaviz.published.normalisation.NormalisationStats
     path: Path
     kind: Literal["bundle", "checkpoint"]
     registry_name: str | None = None
@@ -83,7 +83,7 @@ class ModelCache:
         precision: str = "float32",
     ) -> InferenceModel:
         """:func:`load_for_inference`, or the model an earlier identical call loaded."""
-        from glaviz.registry.registry import resolve_weights
+        from glaviz.registry.catalogue import resolve_weights
 
         path = resolve_weights(str(weights)).path
         stat = path.stat() if path.exists() else None
@@ -128,9 +128,9 @@ def load_for_inference(
     from glaviz.model.bundle import is_bundle, load_bundle
     from glaviz.model.checkpoint import assign_checkpoint, inspect_checkpoint
     from glaviz.model.glavitu import build_glavitu
-    from glaviz.pipeline import NormalisationStats
-    from glaviz.registry.registry import resolve_weights
-    from glaviz.tfutil import prefer_sequential_ops
+    from glaviz.published.normalisation import NormalisationStats
+    from glaviz.registry.catalogue import resolve_weights
+    from glaviz.util.tf import prefer_sequential_ops
 
     prefer_sequential_ops()
     resolved = resolve_weights(str(weights))
@@ -192,8 +192,8 @@ def _folded(model: Any) -> Any:
 
 
 def _region_names(config: GlaViTUConfig, known: Any) -> list[str] | None:
-    """The one naming convention of region slots (:func:`glaviz.location.region_names`)."""
-    from glaviz.location import region_names
+    """The one naming convention of region slots (:func:`.location.region_names`)."""
+    from glaviz.published.location import region_names
 
     if config.location_encoding != "region":
         return None
@@ -204,7 +204,7 @@ def _group_names(
     found: dict[str, int], features: tuple[str, ...] | None, entry: Any, path: Path
 ) -> dict[str, int]:
     """Name the checkpoint's inputs: from the file, the registry entry or ``--features``."""
-    from glaviz.groups import GROUP_BANDS
+    from glaviz.published.groups import GROUP_BANDS
 
     if features is None:
         if entry is not None and len(entry.features) == len(found):

@@ -23,7 +23,7 @@ from glaviz.engine.blend import RowBlender
 from glaviz.engine.reader import SceneRowQueue, SceneRows, WindowRow
 from glaviz.engine.tiling import TileGrid
 from glaviz.errors import ConfigError
-from glaviz.progress import Progress
+from glaviz.util.progress import Progress
 
 _DONE = object()
 

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from glaviz.atomic import atomic_path, check_output_free
 from glaviz.engine.loop import LoopTimings, window_loop
 from glaviz.engine.reader import WindowRow
 from glaviz.errors import ConfigError
-from glaviz.location import LocationEncoder, region_names
-from glaviz.progress import Progress
+from glaviz.published.location import LocationEncoder, region_names
+from glaviz.runs.atomic import atomic_path
+from glaviz.runs.outputs import refuse_existing
+from glaviz.util.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +135,12 @@ def predict(
     """Predict every (filtered) tile of ``dataset`` into the predictions layout of DESIGN.md."""
     import h5py
 
-    from glaviz.datasets import BenchmarkDataset
     from glaviz.engine.inference import BatchedModel, batch_size_for_budget
     from glaviz.engine.loading import load_for_inference
+    from glaviz.published.benchmark import BenchmarkDataset
 
     output = Path(output)
-    check_output_free(output, overwrite=overwrite)
+    refuse_existing(output, overwrite=overwrite)
     model = load_for_inference(weights, features=features, mc_dropout=mc > 0, precision=precision)
     config = model.config
     groups = list(model.groups)

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from glaviz.engine.tiling import TileGrid, read_window_from_padded
-from glaviz.location import SceneCoordinates
-from glaviz.pipeline import NormalisationStats, StackLayout, mark_nodata, normalise_bands
+from glaviz.published.location import SceneCoordinates
+from glaviz.published.normalisation import NormalisationStats, normalise_bands
+from glaviz.published.stack_layout import StackLayout, mark_nodata
 
 #: Reader threads (one dataset handle each); more than the cores buys nothing.
 MAX_READ_THREADS = 4
@@ -116,7 +117,8 @@ class StackReader:
     """Iterate the window rows of ``grid`` over a feature stack (see the module docstring).
 
     ``location``: None, a fixed vector for every window (a region vector), or
-    :class:`~glaviz.location.SceneCoordinates` (coordinate encoding at each window's centre).
+    :class:`~glaviz.published.location.SceneCoordinates` (coordinate encoding at each
+    window's centre).
     ``rgb_columns``: columns sampled for the quicklook, or None.
     """
 

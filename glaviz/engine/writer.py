@@ -6,12 +6,11 @@ streaming median filter, and the nodata value is written afterwards where the re
 input invalid (the published order, see :mod:`glaviz.engine.postprocess`). Rows are written as
 they come into tiled temporary GeoTIFFs; :meth:`SceneWriter.finish` turns them into
 Cloud-Optimised GeoTIFFs, the polygons and the quicklook. The run record is written last by
-:func:`write_record`. Nothing here is final until :meth:`OutputSet.commit`.
+:func:`write_record`. Nothing here is final until :meth:`OutputFolder.commit`.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +20,12 @@ import numpy as np
 
 from glaviz.engine import postprocess
 from glaviz.engine.loop import BlendedRows
-from glaviz.engine.outputs import (
-    OUTLINE_COLORS,
-    OutputSet,
-    geotiff_profile,
-    vectorise_outlines,
-    write_cog,
-)
+from glaviz.engine.outputs import OUTLINE_COLORS, geotiff_profile, vectorise_outlines, write_cog
 from glaviz.engine.quicklook import Quicklook
 from glaviz.engine.reader import SceneRowQueue, SceneRows
 from glaviz.errors import GlavizError
+from glaviz.runs import records
+from glaviz.runs.outputs import RECORD_NAME, OutputFolder
 
 #: Overview resampling per output: categories keep their values, floats are averaged.
 RESAMPLING = {
@@ -64,7 +59,7 @@ class SceneWriter:
 
     def __init__(
         self,
-        outputs: OutputSet,
+        outputs: OutputFolder,
         *,
         grid: dict[str, Any],
         n_classes: int,
@@ -180,17 +175,6 @@ def _rows(start: int, n: int, width: int) -> Any:
     return Window(0, start, width, n)
 
 
-def write_record(outputs: OutputSet, record: dict[str, Any]) -> None:
+def write_record(outputs: OutputFolder, record: dict[str, Any]) -> None:
     """Write the run record (``run.json``) among the outputs; it is committed last."""
-    text = json.dumps(record, indent=2, default=_jsonable) + "\n"
-    outputs.temp("run.json").write_text(text)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
+    records.write_record(outputs.temp(RECORD_NAME), record, atomic=False)

@@ -164,7 +164,7 @@ def tiles(
 
 
 def _benchmark_split_message(path: str | Path, command: str) -> str:
-    from glaviz.datasets import split_of
+    from glaviz.published.benchmark import split_of
 
     known = split_of(path)
     what = f"the {known[1]} split of the {known[0]} files" if known else "a benchmark split"
@@ -221,7 +221,7 @@ def evaluate_predictions(*, predictions: str | Path, progress: bool = False) -> 
 
     Streams block by block over the tiles; memory is one block whatever the file size.
     """
-    from glaviz.progress import Progress
+    from glaviz.util.progress import Progress
 
     with open_predictions(predictions) as file:
         tile_list = tiles(file, path=predictions, need=("pred", "true"), command="glaviz evaluate")

@@ -53,7 +53,7 @@ def evaluate_rasters(
     Returns an :class:`Evaluation` whose ``total`` holds the counts (no regions) and whose
     ``areas`` holds the glacier area of prediction and truth over the evaluated pixels.
     """
-    from glaviz.progress import Progress
+    from glaviz.util.progress import Progress
 
     prediction, truth = Path(prediction), Path(truth)
     with ExitStack() as stack:

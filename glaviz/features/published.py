@@ -43,11 +43,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from glaviz import __version__
-from glaviz.atomic import atomic_path
 from glaviz.errors import InputError
-from glaviz.groups import GROUP_BANDS, GROUP_STACK_BANDS
-from glaviz.pipeline import SAR_EPSILON, SAR_GROUPS, NormalisationStats
-from glaviz.progress import Progress
+from glaviz.published.groups import GROUP_BANDS, GROUP_STACK_BANDS
+from glaviz.published.normalisation import SAR_EPSILON, SAR_GROUPS, NormalisationStats
+from glaviz.runs.atomic import atomic_path
+from glaviz.util.progress import Progress
 
 log = logging.getLogger("glaviz.features")
 

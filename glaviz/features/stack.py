@@ -36,10 +36,11 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from glaviz import __version__
-from glaviz.errors import ConfigError, InputError, OutputExistsError
+from glaviz.errors import ConfigError, InputError
 from glaviz.features.slope import BLOCK, count_windows, read_as_float, write_slope
-from glaviz.groups import GROUP_STACK_BANDS
-from glaviz.progress import Progress
+from glaviz.published.groups import GROUP_STACK_BANDS
+from glaviz.runs.outputs import refuse_existing
+from glaviz.util.progress import Progress
 
 log = logging.getLogger("glaviz.features")
 
@@ -273,8 +274,7 @@ def resolve_output(output: Path, inputs: dict[str, Path], overwrite: bool) -> Pa
     for name, path in inputs.items():
         if path.exists() and output.exists() and output.resolve() == path.resolve():
             raise ConfigError(f"output {output} is the {name} input; choose another -o path")
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} exists; pass --overwrite to replace it")
+    refuse_existing(output, overwrite=overwrite)
     return output
 
 
@@ -319,8 +319,9 @@ def compile_stack(
 
     Bands, in order: ``optical:1…6``, ``elevation``, ``slope``, then whichever of
     ``co_pol_sar:1,2``, ``cross_pol_sar:1,2``, ``in_sar:1,2``, ``thermal`` were given. Values stay
-    in physical units (the model's normalisation is applied by :mod:`glaviz.pipeline`), float32,
-    NaN where invalid. Slope is computed from ``elevation`` (Horn, degrees) when not given.
+    in physical units (the model's normalisation is applied by
+    :mod:`glaviz.published.normalisation`), float32, NaN where invalid. Slope is computed from
+    ``elevation`` (Horn, degrees) when not given.
 
     ``window_size`` (a multiple of 256) sets the processing window and so the memory in use.
     ``on_window`` is called after each stack window is written (progress hooks, tests).

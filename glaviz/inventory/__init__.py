@@ -6,6 +6,6 @@
 attributes, hypsometry) and ``output`` (GeoPackage, run record).
 """
 
-from glaviz.inventory.engine import InventoryResult, build_inventory
+from glaviz.inventory.build import InventoryResult, build_inventory
 
 __all__ = ["InventoryResult", "build_inventory"]

@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from glaviz.atomic import atomic_path
 from glaviz.config.base import sidecar_record
+from glaviz.runs.atomic import atomic_path
+from glaviz.runs.records import write_record
 
 
 def record_path(output: Path) -> Path:
@@ -29,8 +30,6 @@ def write_inventory(
     record: dict[str, Any],
 ) -> list[Path]:
     """Write every layer into one GeoPackage, then the run record; all or nothing."""
-    import json
-
     import pyogrio
 
     output = Path(output)
@@ -46,5 +45,5 @@ def write_inventory(
                 frame.to_file(tmp, layer=name, driver="GPKG", engine="pyogrio")
             else:
                 pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG")
-        record_tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        write_record(record_tmp, record, atomic=False)
     return [output, record_path(output)]

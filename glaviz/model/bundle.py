@@ -27,9 +27,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from glaviz import __version__
-from glaviz.atomic import atomic_path
-from glaviz.errors import OutputExistsError, WeightsError
+from glaviz.errors import WeightsError
 from glaviz.model.glavitu import GlaViTUConfig, build_glavitu
+from glaviz.runs.atomic import atomic_path
+from glaviz.runs.outputs import refuse_existing
 
 BUNDLE_SUFFIX = ".glaviz"
 FORMAT = "glaviz-model-bundle"
@@ -93,8 +94,7 @@ def save_bundle(
 ) -> Path:
     """Write a bundle atomically: a temporary file in the target folder, renamed at the end."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+    refuse_existing(path, overwrite=overwrite)
     with atomic_path(path) as tmp, tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / _WEIGHTS
         write_weights(train_model, weights)

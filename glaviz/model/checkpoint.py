@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from glaviz.errors import WeightsError
-from glaviz.groups import GROUP_BANDS
 from glaviz.model.glavitu import TOKEN_SIZE, GlaViTUConfig, build_glavitu, validated
+from glaviz.published.groups import GROUP_BANDS
 
 _STATS = ("moving_mean", "moving_variance")
 _LOCATION_GROUP = "location_encoding_block"

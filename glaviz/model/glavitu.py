@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from glaviz.errors import ConfigError
-from glaviz.groups import GROUP_BANDS
+from glaviz.published.groups import GROUP_BANDS
 
 #: Published model sizes (the default) and a reduced size for tests and demos.
 PRESETS: dict[str, dict[str, int]] = {

@@ -8,6 +8,15 @@ Importing this package is cheap: requests, filelock and TensorFlow load only whe
 from __future__ import annotations
 
 from glaviz.registry.cache import cached_path, glaviz_home, weights_dir
+from glaviz.registry.catalogue import (
+    ModelEntry,
+    Registry,
+    ResolvedWeights,
+    calibration_names,
+    calibration_path,
+    load_registry,
+    resolve_weights,
+)
 from glaviz.registry.download import RetryPolicy
 from glaviz.registry.fetch import (
     CacheStatus,
@@ -16,15 +25,6 @@ from glaviz.registry.fetch import (
     fetch_model,
     import_model,
     verify_weights,
-)
-from glaviz.registry.registry import (
-    ModelEntry,
-    Registry,
-    ResolvedWeights,
-    calibration_names,
-    calibration_path,
-    load_registry,
-    resolve_weights,
 )
 
 __all__ = [

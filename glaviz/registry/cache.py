@@ -13,7 +13,6 @@ Locks live outside ``weights/`` so that the weights folder holds nothing but rea
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -21,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from glaviz import atomic
 from glaviz.errors import DownloadError
+from glaviz.runs import atomic
 
 HOME_ENV = "GLAVIZ_HOME"
 INFO_SUFFIX = ".info.json"
@@ -95,14 +94,6 @@ def locked(target: Path, *, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def sha256_of(path: Path, *, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def temp_in(folder: Path, name: str) -> Path:

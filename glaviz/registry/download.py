@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from glaviz.errors import DownloadError
-from glaviz.progress import Progress
 from glaviz.registry.cache import remove_quietly
+from glaviz.util.progress import Progress
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")

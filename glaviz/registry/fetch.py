@@ -24,13 +24,11 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 from urllib.request import url2pathname
 
-from glaviz.atomic import write_json_atomic
 from glaviz.errors import (
     ConfigError,
     DownloadError,
     GlavizError,
     InputError,
-    OutputExistsError,
     WeightsError,
 )
 from glaviz.registry.cache import (
@@ -40,12 +38,14 @@ from glaviz.registry.cache import (
     part_path,
     read_info,
     remove_quietly,
-    sha256_of,
     temp_in,
 )
+from glaviz.registry.catalogue import ModelEntry, load_registry, packaged_path
 from glaviz.registry.download import DEFAULT_POLICY, RetryPolicy, discard_partial, download
 from glaviz.registry.drive import download_file, drive_url, find_file, html_page, refusal
-from glaviz.registry.registry import ModelEntry, load_registry, packaged_path
+from glaviz.runs.atomic import write_json_atomic
+from glaviz.runs.outputs import output_exists
+from glaviz.util.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def verify_weights(path: Path, entry: ModelEntry, *, label: str | None = None) -
     from glaviz import __version__
 
     label = label or str(path)
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if entry.sha256 and digest != entry.sha256:
         raise WeightsError(
             f"{label} has sha256 {digest}, but the registry pins {entry.sha256} for {entry.file}; "
@@ -324,12 +324,13 @@ def import_model(
         if target.is_file() and src.resolve() == target.resolve():
             return FetchResult(entry, target, "cached", str(src), target.stat().st_size, None)
         if target.is_file() and not force:
-            digest = sha256_of(src)
-            if digest == sha256_of(target):
+            digest = sha256_file(src)
+            if digest == sha256_file(target):
                 return FetchResult(entry, target, "cached", str(src), target.stat().st_size, digest)
-            raise OutputExistsError(
-                f"model {entry.name!r} is already cached at {target} (a different file); "
-                f"add --force to replace it with {src}"
+            raise output_exists(
+                target,
+                f"already holds model {entry.name!r} (a different file)",
+                fix=f"add --force to replace it with {src}",
             )
         tmp = temp_in(target.parent, target.name)
         try:

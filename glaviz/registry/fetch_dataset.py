@@ -9,7 +9,6 @@ wrong md5 deletes the download, so nothing that looks like the dataset is left.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -17,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from glaviz.errors import ConfigError, DownloadError, OutputExistsError
-from glaviz.progress import Progress
+from glaviz.errors import ConfigError, DownloadError
 from glaviz.registry.archive import Archive, ArchiveFile, load_archive
 from glaviz.registry.cache import part_path, remove_quietly
 from glaviz.registry.download import DEFAULT_POLICY, RetryPolicy, discard_partial, download
+from glaviz.runs.outputs import output_exists
+from glaviz.util.hashing import file_digest
 
 DATASET_URL_ENV = "GLAVIZ_DATASET_URL"
 
@@ -95,18 +95,6 @@ def check_space(files: list[ArchiveFile], folder: Path) -> None:
         )
 
 
-def md5_of(path: Path, *, progress: bool = False, chunk_size: int = 1 << 22) -> str:
-    """The md5 of ``path``, with a byte progress bar (hashing 243 GB takes minutes)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    size = path.stat().st_size
-    bar = Progress(progress, total=size, description=f"md5 {path.name}", transfer=True)
-    with bar, path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-            bar.advance(len(chunk))
-    return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def exclusive(target: Path) -> Iterator[None]:
     """Refuse a second process writing the same ``.part`` (it would interleave two downloads).
@@ -156,9 +144,10 @@ def fetch_files(
         if target.is_file() and not force:
             size = target.stat().st_size
             if size != file.size:
-                raise OutputExistsError(
-                    f"{target} exists with {size:,} bytes, but the archive's {file.name} has "
-                    f"{file.size:,}; move it away, or pass --force to download it again"
+                raise output_exists(
+                    target,
+                    f"exists with {size:,} bytes, but the archive's {file.name} has {file.size:,}",
+                    fix="move it away, or pass --force to download it again",
                 )
             results[file.name] = DatasetResult(file, target, "present", None)
             continue
@@ -191,7 +180,7 @@ def _fetch_one(
     with exclusive(target):
         download(url, part, policy=policy, progress=progress, label=label)
         size = part.stat().st_size
-        digest = md5_of(part, progress=progress) if size == file.size else None
+        digest = file_digest(part, "md5", progress=progress) if size == file.size else None
         if digest != file.md5:
             discard_partial(part)
             found = f"md5 {digest}" if digest else f"{size:,} bytes"

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from glaviz.errors import ConfigError
-from glaviz.groups import GROUP_BANDS, REGIONS
+from glaviz.published.groups import GROUP_BANDS, REGIONS
 
 #: Published cosine restarts (epochs) and start learning rates.
 RESTART_EPOCHS: tuple[int, ...] = (10, 30, 70, 150)

@@ -1,8 +1,8 @@
 """The run record of a finished training run, and ``glaviz train --skip-existing``.
 
 A training run's result depends on its whole configuration, the benchmark files it read and the
-weights it started from. ``OUTPUT/run.json`` records their fingerprint (``glaviz.records``) when
-the model bundle is written, so a batch script can re-run ``glaviz train`` over finished runs:
+weights it started from. ``OUTPUT/run.json`` records their fingerprint (``glaviz.runs.records``)
+when the model bundle is written, so a batch script can re-run ``glaviz train`` over finished runs:
 a match exits 0 without importing TensorFlow, a difference is named and stops (exit 3).
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from glaviz import __version__
-from glaviz.errors import OutputExistsError
-from glaviz.records import differences, fingerprint, read_record, weights_sha256
+from glaviz.runs.outputs import output_exists
+from glaviz.runs.records import differences, fingerprint, read_record, weights_sha256
 from glaviz.training.config import TrainConfig
 
 RECORD_NAME = "run.json"
@@ -30,7 +30,7 @@ def train_fingerprint(config: TrainConfig) -> dict[str, Any]:
         inputs["test"] = data.test
     sha = None
     if config.training.weights:
-        from glaviz.registry.registry import resolve_weights
+        from glaviz.registry.catalogue import resolve_weights
 
         sha = weights_sha256(resolve_weights(config.training.weights).path)
     return fingerprint(settings, inputs=inputs, weights_sha256=sha)
@@ -58,14 +58,16 @@ def finished_run(config: TrainConfig) -> Path | None:
         return None
     record = read_record(output / RECORD_NAME)
     if record is None or "fingerprint" not in record:
-        raise OutputExistsError(
-            f"{output} holds a trained model without a run record (an older glaviz, or a run "
-            "that was stopped); choose another output folder, or --resume it"
+        raise output_exists(
+            output,
+            "holds a trained model without a run record (an older glaviz, or a stopped run)",
+            fix="choose another output folder, or --resume it",
         )
     diffs = differences(record["fingerprint"], train_fingerprint(config))
     if diffs:
-        raise OutputExistsError(
-            f"{output} holds a different training run ({'; '.join(diffs)}); choose another "
-            "output folder, or --resume it with the changed settings"
+        raise output_exists(
+            output,
+            f"holds a different training run ({'; '.join(diffs)})",
+            fix="choose another output folder, or --resume it with the changed settings",
         )
     return bundle

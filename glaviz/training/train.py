@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from glaviz.atomic import atomic_path, write_json_atomic
-from glaviz.errors import ConfigError, InputError, OutputExistsError, WeightsError
-from glaviz.location import region_names
+from glaviz.errors import ConfigError, InputError, WeightsError
 from glaviz.model.glavitu import GlaViTUConfig
-from glaviz.records import write_record
+from glaviz.published.location import region_names
+from glaviz.runs.atomic import atomic_path, write_json_atomic
+from glaviz.runs.outputs import output_exists
+from glaviz.runs.records import write_record
 from glaviz.training.config import TrainConfig
 from glaviz.training.data import TrainingData
 from glaviz.training.record import RECORD_NAME, train_record
@@ -131,7 +132,7 @@ def inspect_starting_point(spec: str) -> StartingPoint:
     """Resolve ``training.weights`` (registry name, .h5 or .glaviz) and read its architecture."""
     from glaviz.model.bundle import is_bundle, read_metadata
     from glaviz.model.checkpoint import inspect_checkpoint
-    from glaviz.registry.registry import resolve_weights
+    from glaviz.registry.catalogue import resolve_weights
 
     resolved = resolve_weights(spec)
     if is_bundle(resolved.path):
@@ -144,8 +145,8 @@ def inspect_starting_point(spec: str) -> StartingPoint:
     names = None
     known = resolved.entry.region_order if resolved.entry is not None else None
     if arch.location_encoding == "region" and (known or info.location_size):
-        # The one naming convention (glaviz.location): the registry's order, else the published
-        # order for a location input of the published size.
+        # The one naming convention (glaviz.published.location): the registry's order, else the
+        # published order for a location input of the published size.
         names = region_names(arch.location_size, known=known)
         if not known and names[0].startswith("region"):
             names = None  # placeholders: let the training data name the slots
@@ -326,7 +327,7 @@ def _make_tensorboard(tf: Any, keras: Any, logdir: Path) -> Any:
 
 def _make_progress(keras: Any, *, epochs: int, steps: int, initial_epoch: int) -> Any:
     """glaviz's progress bar per epoch plus one summary line per epoch, on stderr."""
-    from glaviz.progress import Progress
+    from glaviz.util.progress import Progress
 
     def title(epoch: int) -> str:
         return f"epoch {epoch}/{epochs}"
@@ -414,9 +415,10 @@ def train(
             f"nothing to resume in {output} (no {STATE_DIR}/{STATE_FILE}); run without --resume"
         )
     if not resume and (previous is not None or (output / BUNDLE_NAME).exists()):
-        raise OutputExistsError(
-            f"{output} already holds a training run; pass --resume to continue it, or set "
-            "output (or --set output=…) to a new folder"
+        raise output_exists(
+            output,
+            "already holds a training run",
+            fix="pass --resume to continue it, or set output (or --set output=…) to a new folder",
         )
     if resume and previous is not None:
         before = previous.get("config", {})
@@ -467,14 +469,14 @@ def _run(
     progress: bool,
     started: float,
 ) -> TrainResult:
-    from glaviz.tfutil import import_tensorflow
+    from glaviz.util.tf import import_tensorflow
 
     tf = import_tensorflow()
     import keras
 
     from glaviz.model.bundle import BundleMetadata, load_bundle, save_bundle
     from glaviz.model.glavitu import build_glavitu
-    from glaviz.pipeline import NormalisationStats
+    from glaviz.published.normalisation import NormalisationStats
     from glaviz.training.data import train_dataset, validation_dataset
     from glaviz.training.recipe import CosineRestarts, FocalLoss, GlacierIoU
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from glaviz.cli.modelcmd import model_command
+from glaviz.cli.from_config import config_command
 from glaviz.cli.state import say, state
 from glaviz.config import CalibrateConfig
 
 
-@model_command(
+@config_command(
     "calibrate",
     CalibrateConfig,
     arguments={"predictions": "PREDICTIONS.h5"},

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from glaviz.cli.modelcmd import model_command
+from glaviz.cli.from_config import config_command
 from glaviz.cli.state import console, say, state
 from glaviz.config import EvaluateConfig
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from glaviz.evaluation import Counts, Evaluation
 
 
-@model_command(
+@config_command(
     "evaluate",
     EvaluateConfig,
     arguments={"predictions": "PREDICTIONS.h5"},

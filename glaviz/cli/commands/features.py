@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from glaviz.cli.modelcmd import model_command
+from glaviz.cli.from_config import config_command
 from glaviz.cli.state import say, state
 from glaviz.config import FeaturesConfig
 
 
-@model_command("features", FeaturesConfig, options={"output": ["--output", "-o"]})
+@config_command("features", FeaturesConfig, options={"output": ["--output", "-o"]})
 def features(config: FeaturesConfig) -> dict[str, Any]:
     """Compile a float32 feature stack on the optical grid, warping and checking every input.
 

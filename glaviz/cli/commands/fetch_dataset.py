@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glaviz.cli.modelcmd import model_command
+from glaviz.cli.from_config import config_command
 from glaviz.cli.state import console, say, state
 from glaviz.config.fetch import FetchDatasetConfig
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from glaviz.registry.fetch_dataset import DatasetResult, FileStatus
 
 
-@model_command(
+@config_command(
     "fetch-dataset",
     FetchDatasetConfig,
     arguments={"name": "NAME"},

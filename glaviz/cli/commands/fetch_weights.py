@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from glaviz.cli.modelcmd import model_command
+from glaviz.cli.from_config import config_command
 from glaviz.cli.state import console, say, state
 from glaviz.config import FetchWeightsConfig
 from glaviz.errors import GlavizError
 
 if TYPE_CHECKING:
+    from glaviz.registry.catalogue import ModelEntry
     from glaviz.registry.fetch import CacheStatus, FetchResult
-    from glaviz.registry.registry import ModelEntry
 
 
-@model_command(
+@config_command(
     "fetch-weights",
     FetchWeightsConfig,
     arguments={"names": "NAME..."},

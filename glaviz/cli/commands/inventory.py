@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from glaviz.cli.modelcmd import model_command
+from glaviz.cli.from_config import config_command
 from glaviz.cli.state import say, state
 from glaviz.config import InventoryConfig
 
@@ -23,7 +23,7 @@ _OPTIONS = {
 }
 
 
-@model_command(
+@config_command(
     "inventory", InventoryConfig, arguments={"source": "OUTDIR|OUTLINES.tif"}, options=_OPTIONS
 )
 def inventory(config: InventoryConfig) -> dict[str, Any]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from glaviz.cli.modelcmd import model_command
+from glaviz.cli.from_config import config_command
 from glaviz.cli.state import prepare_tensorflow, say, state
 from glaviz.config import PredictConfig
 
 
-@model_command(
+@config_command(
     "predict",
     PredictConfig,
     options={"weights": ["--weights", "-w"], "output": ["--output", "-o"]},

@@ -1,6 +1,4 @@
-"""Atomic outputs, and the one "output exists" check.
-
-Write under a hidden temporary name in the target folder, rename at the end.
+"""Atomic outputs: write under a hidden temporary name in the target folder, rename at the end.
 
 An interrupted or failed command must never leave a file that looks complete. Writing beside the
 target (same file system) makes the final ``os.replace`` atomic. ``mkstemp`` creates files readable
@@ -17,8 +15,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-from glaviz.errors import OutputExistsError
 
 
 def default_mode() -> int:
@@ -56,24 +52,3 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, **dumps: Any) -> 
     """Write ``data`` as JSON (indented, newline-terminated) to ``path`` atomically."""
     options = {"indent": 2, **dumps}
     return write_text_atomic(path, json.dumps(data, **options) + "\n")
-
-
-def check_output_free(
-    path: str | os.PathLike[str], names: tuple[str, ...] = (), *, overwrite: bool
-) -> None:
-    """The one "output exists" check: raise :class:`OutputExistsError` unless ``overwrite``.
-
-    ``path`` is a file, or a folder whose ``names`` count as its outputs.
-    """
-    path = Path(path)
-    if overwrite:
-        return
-    if names:
-        existing = [n for n in names if (path / n).exists()]
-        if existing:
-            raise OutputExistsError(
-                f"{path} already holds outputs ({', '.join(existing)}); pass --overwrite to "
-                "replace them, or choose another output folder"
-            )
-    elif path.exists():
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")

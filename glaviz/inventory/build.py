@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from glaviz.config.inventory import InventoryConfig
-from glaviz.progress import Progress
+from glaviz.util.progress import Progress
 
 log = logging.getLogger("glaviz.inventory")
 
@@ -59,7 +59,7 @@ def build_inventory(config: InventoryConfig, *, progress: bool = False) -> Inven
     from glaviz.inventory.cleanup import ICE_STRUCTURE, fill_small_holes
     from glaviz.inventory.flowsheds import KienholzParams
     from glaviz.inventory.grid import DemReader, ReferenceInventory, open_outlines
-    from glaviz.records import check_outputs
+    from glaviz.runs.records import check_outputs
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -360,7 +360,7 @@ def _record(
     timings: dict[str, float],
     t0: float,
 ) -> dict[str, Any]:
-    from glaviz.records import run_record
+    from glaviz.runs.records import run_record
 
     grid = scene.grid
     return {

@@ -36,12 +36,14 @@ def published_region_order() -> tuple[str, ...]:
     Read from the packaged registry (the entry with ``location = "region"``), so a checkpoint
     given by path gets exactly the names the registry gives the same checkpoint by name.
     """
-    from glaviz.registry.registry import load_registry
+    from glaviz.registry.catalogue import load_registry
 
     for entry in load_registry().models:
         if entry.location == "region" and entry.region_order:
             return tuple(entry.region_order)
-    from glaviz.groups import REGIONS  # a registry without one: the benchmark regions, sorted
+    from glaviz.published.groups import (
+        REGIONS,  # a registry without one: the benchmark regions, sorted
+    )
 
     return tuple(sorted(REGIONS))
 

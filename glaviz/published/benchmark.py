@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from glaviz.errors import InputError
-from glaviz.groups import GROUP_BANDS
+from glaviz.published.groups import GROUP_BANDS
 
 #: The labels dataset of every tile (one-hot, channel 1 = glacier).
 LABELS = "outlines"

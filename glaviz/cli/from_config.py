@@ -4,8 +4,8 @@ The model is the one definition of a command's options: each field becomes one o
 positional argument), with the field's description as help text. Every generated command also
 takes ``--config FILE`` and ``--print-config``; values come from defaults < the file < the options
 actually typed (click knows which those are), validated once. Existing outputs are handled before
-the command body runs, by :func:`glaviz.records.check_outputs`, so ``--skip-existing`` never pays
-for a TensorFlow import.
+the command body runs, by :func:`glaviz.runs.records.check_outputs`, so ``--skip-existing``
+never pays for a TensorFlow import.
 """
 
 from __future__ import annotations
@@ -23,19 +23,16 @@ from pydantic.fields import FieldInfo
 from glaviz.cli.app import COMMAND_OWNED, app
 from glaviz.cli.state import say, state
 from glaviz.config.base import CommandConfig
+from glaviz.errors import exit_codes_help
 
 C = TypeVar("C", bound=CommandConfig)
 
-EXIT_CODES = (
-    "Exit codes: 0 done or skipped, 1 data or runtime error, 2 usage or configuration error, "
-    "3 output exists (pass --overwrite or --skip-existing)."
-)
 _CONFIG_PARAM, _PRINT_PARAM = "glaviz_config_file", "glaviz_print_config"
 _KW = inspect.Parameter.KEYWORD_ONLY
 _GIVEN = ("COMMANDLINE", "ENVIRONMENT")
 
 
-def model_command(
+def config_command(
     name: str,
     model: type[C],
     *,
@@ -91,7 +88,7 @@ def model_command(
                 typer.echo(to_toml(config, command=name), nl=False)
                 return None
             if check_outputs:
-                from glaviz.records import check_outputs as check
+                from glaviz.runs.records import check_outputs as check
 
                 skipped = check(config)
                 if skipped is not None:
@@ -118,8 +115,8 @@ def _help_text(doc: str) -> str:
     doc = "\n\n".join(" ".join(p.split()) for p in paragraphs)
     head, sep, example = doc.partition("\n\nExample")
     if not sep:
-        return f"{doc}\n\n{EXIT_CODES}"
-    return f"{head}\n\n{EXIT_CODES}\n\nExample{example}"
+        return f"{doc}\n\n{exit_codes_help()}"
+    return f"{head}\n\n{exit_codes_help()}\n\nExample{example}"
 
 
 def _common_parameters(command: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from glaviz.errors import ConfigError
-from glaviz.groups import REGIONS, group_bands, parse_features
+from glaviz.published.groups import REGIONS, group_bands, parse_features
 from glaviz.registry.cache import cached_path, read_info
 
 #: A user TOML merged over the packaged registry (same schema; ``[[model]]`` tables by ``name``).

@@ -1,4 +1,4 @@
-"""The model's input pipeline: from a physical-unit feature stack to normalised model inputs.
+"""The published normalisation: from physical-unit feature bands to normalised model inputs.
 
 Deploy, optimise-bias and every other command that feeds a stack to GlaViTU go through here, so
 the published preprocessing lives in one place:
@@ -18,7 +18,7 @@ module level.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -28,22 +28,12 @@ from typing import Any
 import numpy as np
 
 from glaviz.errors import ConfigError, InputError
-from glaviz.groups import GROUP_BANDS, GROUP_STACK_BANDS
+from glaviz.published.groups import GROUP_BANDS
 
 #: Groups whose stack values are linear backscatter and are log-scaled before normalising.
 SAR_GROUPS: frozenset[str] = frozenset({"co_pol_sar", "cross_pol_sar"})
 #: Added before ``log10`` so that zero backscatter maps to -6, the statistics' minimum.
 SAR_EPSILON = 1e-6
-
-#: The ``glaviz features`` option that provides each group, for "rebuild the stack" hints.
-GROUP_OPTIONS: dict[str, str] = {
-    "optical": "--optical",
-    "dem": "--elevation",
-    "co_pol_sar": "--co-pol-sar",
-    "cross_pol_sar": "--cross-pol-sar",
-    "in_sar": "--in-sar",
-    "thermal": "--thermal",
-}
 
 
 @dataclass(frozen=True, eq=False)
@@ -239,107 +229,3 @@ def valid_mask(optical: np.ndarray) -> np.ndarray:
     turns NaN into 0 and so hides invalid pixels). Deploy writes nodata where this is False.
     """
     return np.all(np.isfinite(np.asarray(optical)), axis=-1)
-
-
-@dataclass(frozen=True)
-class StackLayout:
-    """Which stack bands feed which model group, read from the stack's band descriptions.
-
-    ``bands`` maps each group present in the stack to its 1-based band indexes, in the order
-    the model expects. A group counts as present only when all of its bands are.
-    """
-
-    name: str
-    descriptions: tuple[str | None, ...]
-    bands: Mapping[str, tuple[int, ...]]
-
-    @classmethod
-    def from_descriptions(
-        cls, descriptions: Iterable[str | None], *, name: str = "the stack"
-    ) -> StackLayout:
-        """Layout from a sequence of band descriptions (``None`` for an unnamed band)."""
-        descriptions = tuple(descriptions)
-        index = {d: i for i, d in enumerate(descriptions, start=1) if d}
-        bands = {
-            group: tuple(index[b] for b in names)
-            for group, names in GROUP_STACK_BANDS.items()
-            if all(b in index for b in names)
-        }
-        return cls(name=name, descriptions=descriptions, bands=bands)
-
-    @classmethod
-    def read(cls, source: Any) -> StackLayout:
-        """Layout of an open rasterio dataset, or of the GeoTIFF at a path."""
-        if isinstance(source, str | Path):
-            import rasterio
-            from rasterio.errors import RasterioIOError
-
-            try:
-                with rasterio.open(source) as ds:
-                    return cls.from_descriptions(ds.descriptions, name=Path(source).name)
-            except RasterioIOError as exc:
-                raise InputError(f"cannot read stack {source}: {exc}") from None
-        name = Path(getattr(source, "name", "the stack")).name
-        return cls.from_descriptions(source.descriptions, name=name)
-
-    @property
-    def groups(self) -> tuple[str, ...]:
-        """Groups present in the stack, in canonical order."""
-        return tuple(self.bands)
-
-    def indexes(self, group: str) -> tuple[int, ...]:
-        """1-based band indexes of ``group``; see :meth:`require` for the error."""
-        self.require([group])
-        return self.bands[group]
-
-    def require(self, groups: Iterable[str]) -> None:
-        """Raise :class:`InputError` unless every group in ``groups`` is in the stack."""
-        groups = tuple(groups)
-        missing = [g for g in groups if g not in self.bands]
-        if not missing:
-            return
-        has = ", ".join(self.groups) if self.groups else "no glaviz feature bands"
-        options = " ".join(f"{GROUP_OPTIONS.get(g, g)} …" for g in missing)
-        raise InputError(
-            f"{self.name} has {has}; the model needs {', '.join(groups)}; "
-            f"rebuild the stack with glaviz features {options}"
-        )
-
-    def read_bands(
-        self, dataset: Any, groups: Iterable[str], window: Any = None
-    ) -> dict[str, np.ndarray]:
-        """Read ``groups`` from an open rasterio ``dataset`` as band-first ``(C, H, W)`` float32.
-
-        One plain read for all bands: the stack marks invalid values as NaN (``glaviz
-        features``), so no masked read (which costs several times the decode); a band with
-        another nodata value gets NaN there too (:func:`mark_nodata`).
-        """
-        groups = tuple(groups)
-        self.require(groups)
-        indexes = [i for g in groups for i in self.bands[g]]
-        data = dataset.read(indexes, window=window, out_dtype=np.float32)
-        mark_nodata(data, [dataset.nodatavals[i - 1] for i in indexes])
-        out: dict[str, np.ndarray] = {}
-        start = 0
-        for g in groups:
-            k = len(self.bands[g])
-            out[g] = data[start : start + k]
-            start += k
-        return out
-
-    def read_groups(
-        self, dataset: Any, groups: Iterable[str], window: Any = None
-    ) -> dict[str, np.ndarray]:
-        """:meth:`read_bands` as channels-last ``(H, W, C)`` arrays."""
-        return {
-            g: np.moveaxis(a, 0, -1) for g, a in self.read_bands(dataset, groups, window).items()
-        }
-
-
-def mark_nodata(bands: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
-    """Set each band of ``(C, H, W)`` ``bands`` to NaN where it equals its declared nodata value
-    (in place; bands whose nodata is None or NaN are already in the stack convention)."""
-    for band, value in zip(bands, nodata, strict=True):
-        if value is not None and not np.isnan(value):
-            band[band == value] = np.nan
-    return bands

@@ -16,7 +16,6 @@ and their sha256 is read from the cache's verification record when there is one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -26,23 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from glaviz import __version__
 from glaviz.config.base import BEHAVIOUR_FLAGS
-from glaviz.errors import OutputExistsError
+from glaviz.runs.atomic import write_text_atomic
+from glaviz.runs.outputs import output_exists
+from glaviz.util.hashing import sha256_file
 
 if TYPE_CHECKING:
     from glaviz.config.base import CommandConfig
-
-#: Configuration fields that do not change what a run produces: the behaviour flags and where
-#: the outputs go.
-BEHAVIOUR_FIELDS: frozenset[str] = BEHAVIOUR_FLAGS | {"output", "json_output"}
-
-
-def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (weights files reach a few hundred MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_state(path: Path) -> dict[str, Any]:
@@ -57,9 +45,10 @@ def fingerprint(
     inputs: Mapping[str, Path],
     weights: Path | None = None,
     weights_sha256: str | None = None,
-    ignore: Iterable[str] = BEHAVIOUR_FIELDS,
+    ignore: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """What an output depends on. ``config`` is the resolved configuration as JSON-able values."""
+    """What an output depends on. ``config`` is the resolved configuration as JSON-able values;
+    ``ignore`` names its fields that do not change the outputs (see :func:`config_fingerprint`)."""
     skip = set(ignore)
     sha = weights_sha256 or (sha256_file(weights) if weights is not None else None)
     return {
@@ -91,7 +80,11 @@ def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
-    """A run record, or ``None`` when it is missing or unreadable (an incomplete output)."""
+    """A run record, or ``None`` when it is missing or unreadable (an incomplete output).
+
+    The one reader of ``run.json`` files: skip decisions, ``--config run.json`` and
+    :func:`glaviz.open_result` all come here.
+    """
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -119,7 +112,7 @@ def weights_file(config: CommandConfig) -> Path | None:
     spec = getattr(config, "weights", None)
     if spec is None:
         return None
-    from glaviz.registry.registry import resolve_weights
+    from glaviz.registry.catalogue import resolve_weights
 
     return resolve_weights(spec).path
 
@@ -135,11 +128,16 @@ def weights_sha256(path: Path) -> str:
 
 
 def config_fingerprint(config: CommandConfig, *, weights: Path | None = None) -> dict[str, Any]:
-    """The fingerprint of a run of ``config`` (``weights``: the resolved file, if it has one)."""
+    """The fingerprint of a run of ``config`` (``weights``: the resolved file, if it has one).
+
+    The behaviour flags and the model's output fields are left out: where the outputs go and
+    whether they may be replaced does not change what they hold.
+    """
     return fingerprint(
         record_config(config),
         inputs=config.input_files(),
         weights_sha256=weights_sha256(weights) if weights is not None else None,
+        ignore=BEHAVIOUR_FLAGS | type(config).OUTPUT_FIELDS,
     )
 
 
@@ -155,13 +153,28 @@ def run_record(
     }
 
 
-def write_record(path: Path, record: Mapping[str, Any]) -> Path:
-    """Write a run record atomically (after the outputs it describes)."""
-    from glaviz.atomic import write_json_atomic
+def write_record(path: Path, record: Mapping[str, Any], *, atomic: bool = True) -> Path:
+    """Write a run record (after the outputs it describes): the one writer of ``run.json``.
 
+    ``finished`` is added when the caller has not set it. ``atomic=False`` writes straight to
+    ``path``, for a temporary name that an output folder renames at its commit.
+    """
     data = dict(record)
     data.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return write_json_atomic(path, data, default=str)
+    text = json.dumps(data, indent=2, default=_jsonable) + "\n"
+    if atomic:
+        return write_text_atomic(path, text)
+    Path(path).write_text(text)
+    return Path(path)
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON for the values records hold besides JSON's own: paths and numpy scalars or arrays."""
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy here
+        return value.tolist()
+    return str(value)
 
 
 @dataclass
@@ -196,18 +209,21 @@ def check_outputs(config: CommandConfig) -> Skipped | None:
     if not skip:
         if overwrite:
             return None
-        raise OutputExistsError(
-            f"{where} already exists; pass --overwrite to replace it, or --skip-existing to keep "
-            "it when it was made by the same run"
+        raise output_exists(
+            where,
+            "already exists",
+            fix="pass --overwrite to replace it, or --skip-existing to keep it when it was made "
+            "by the same run",
         )
     diffs = existing_differences(config, outputs)
     if not diffs:
         return Skipped(where=where, record=config.record_path() or present[0], outputs=outputs)
     if overwrite:
         return None
-    raise OutputExistsError(
-        f"{where} exists but does not match this run ({'; '.join(diffs)}); pass --overwrite to "
-        "replace it"
+    raise output_exists(
+        where,
+        f"exists but does not match this run ({'; '.join(diffs)})",
+        fix="pass --overwrite to replace it",
     )
 
 

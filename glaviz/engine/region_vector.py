@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from glaviz.atomic import check_output_free, write_json_atomic
 from glaviz.errors import ConfigError, InputError
-from glaviz.location import region_names
-from glaviz.progress import Progress
+from glaviz.published.location import region_names
+from glaviz.runs.atomic import write_json_atomic
+from glaviz.runs.outputs import refuse_existing
+from glaviz.util.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class _WindowSampler:
     def batch(self, size: int) -> dict[str, np.ndarray]:
         from rasterio.windows import Window
 
-        from glaviz.pipeline import normalise_bands
+        from glaviz.published.normalisation import normalise_bands
 
         p, h, w = self.patch, self.dataset.height, self.dataset.width
         out: dict[str, list[np.ndarray]] = {g: [] for g in self.model.groups}
@@ -102,10 +103,10 @@ def optimise_bias(
     import tensorflow as tf
 
     from glaviz.engine.loading import load_for_inference
-    from glaviz.pipeline import StackLayout
+    from glaviz.published.stack_layout import StackLayout
 
     output = Path(output)
-    check_output_free(output, overwrite=overwrite)
+    refuse_existing(output, overwrite=overwrite)
     if epochs < 1 or batch_size < 1 or learning_rate <= 0:
         raise ConfigError(
             f"--epochs and --batch-size must be at least 1 and the learning rate positive "
