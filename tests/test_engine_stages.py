@@ -16,8 +16,8 @@ from glaviz.engine.inference import (
     activation_bytes,
     batch_size_for_budget,
 )
-from glaviz.engine.quicklook import MAX_SIDE, Quicklook, panel_shape
-from glaviz.engine.reader import SceneRowQueue, SceneRows, StackReader, preview_columns
+from glaviz.engine.quicklook import MAX_SIDE, Quicklook, panel_shape, sample_positions
+from glaviz.engine.reader import SceneRowQueue, SceneRows, StackReader
 from glaviz.engine.tiling import extract_window, tile_grid
 from glaviz.model.glavitu import GlaViTUConfig
 from glaviz.published.normalisation import NormalisationStats, normalise_bands, normalise_group
@@ -59,7 +59,7 @@ def test_reader_windows_equal_the_padded_scene_and_rows_are_read_once(
 
     monkeypatch.setattr(rasterio.io.DatasetReader, "read", counting)
     layout = StackLayout.read(stack)
-    columns = preview_columns(700, 100)
+    columns = sample_positions(700, 100)
     reader = StackReader(
         stack,
         layout=layout,

@@ -126,8 +126,7 @@ def load_for_inference(
     """
     from glaviz.engine.inference import dtype_policy, policy_scope
     from glaviz.model.bundle import is_bundle, load_bundle
-    from glaviz.model.checkpoint import assign_checkpoint, inspect_checkpoint
-    from glaviz.model.glavitu import build_glavitu
+    from glaviz.model.checkpoint import inspect_checkpoint, load_checkpoint
     from glaviz.published.normalisation import NormalisationStats
     from glaviz.registry.catalogue import resolve_weights
     from glaviz.util.tf import prefer_sequential_ops
@@ -167,8 +166,7 @@ def load_for_inference(
     config = config.model_copy(update={"feature_groups": names, "mc_dropout": mc_dropout})
     _check_location(config, location, path)
     with policy_scope(policy):
-        train, infer = build_glavitu(config)
-    assign_checkpoint(train, path)  # the file holds both heads; infer shares the weights
+        _, infer, _ = load_checkpoint(path, config=config, info=info)
     return InferenceModel(
         model=_folded(infer),
         config=config,

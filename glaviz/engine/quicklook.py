@@ -27,7 +27,8 @@ def panel_shape(height: int, width: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def _sample(size: int, n: int) -> np.ndarray:
+def sample_positions(size: int, n: int) -> np.ndarray:
+    """``n`` evenly spread pixel positions along a side of ``size`` (nearest-neighbour preview)."""
     return np.minimum(((np.arange(n) + 0.5) * (size / n)).astype(np.intp), size - 1)
 
 
@@ -37,8 +38,9 @@ class Quicklook:
     def __init__(self, height: int, width: int) -> None:
         self.height, self.width = height, width
         rows, cols = panel_shape(height, width)
-        self.rows = _sample(height, rows)  # scene rows sampled, increasing
-        self.columns = _sample(width, cols)  # scene columns sampled (the reader picks these)
+        self.rows = sample_positions(height, rows)  # scene rows sampled, increasing
+        # scene columns sampled (the reader picks these)
+        self.columns = sample_positions(width, cols)
         # float16 is plenty for a picture and halves the canvases (≤ 2048 × 1020 pixels).
         self._rgb = np.zeros((rows, cols, 3), np.float16)
         self._outlines = np.zeros((rows, cols), np.uint8)

@@ -107,12 +107,6 @@ class WindowRow:
     rows: SceneRows | None = None
 
 
-def preview_columns(width: int, longest: int) -> np.ndarray:
-    """Nearest-neighbour source columns of a preview at most ``longest`` pixels wide."""
-    n = min(width, longest)
-    return ((np.arange(n) + 0.5) * (width / n)).astype(np.intp)
-
-
 class StackReader:
     """Iterate the window rows of ``grid`` over a feature stack (see the module docstring).
 

@@ -260,15 +260,17 @@ def load_checkpoint(
     *,
     config: GlaViTUConfig | None = None,
     mc_dropout: bool = False,
+    info: CheckpointInfo | None = None,
 ) -> tuple[Any, Any, CheckpointInfo]:
-    """Build GlaViTU for a published checkpoint and load it.
+    """Build GlaViTU for a published checkpoint and load it (under the caller's dtype policy).
 
     Without ``config`` the architecture is read from the file itself. With ``config`` (for example
     from ``--features``), the file must match it; a mismatch raises :class:`WeightsError` naming the
-    first tensor that does not fit and what the file was trained with.
-    Returns ``(training_model, inference_model, info)``.
+    first tensor that does not fit and what the file was trained with. ``info``: the file's
+    :func:`inspect_checkpoint`, when the caller has already read it.
+    Returns ``(training_model, inference_model, info)``; both models share the weights.
     """
-    info = inspect_checkpoint(path)
+    info = info if info is not None else inspect_checkpoint(path)
     if config is None:
         config = info.config
     if mc_dropout:

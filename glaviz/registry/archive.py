@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from glaviz.errors import ConfigError
+from glaviz.registry.cache import plain_file_name
 
 DatasetName = Literal["benchmark", "demo", "independent"]
 Kind = Literal["tiles", "features", "reference"]
@@ -41,10 +42,7 @@ class ArchiveFile(BaseModel):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: str) -> str:
-        # The name becomes a local path: it must not escape the target folder.
-        if "/" in value or "\\" in value or value.startswith("."):
-            raise ValueError(f"{value!r} is not a plain file name")
-        return value
+        return plain_file_name(value)
 
     @field_validator("md5")
     @classmethod

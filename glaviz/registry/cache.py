@@ -96,6 +96,20 @@ def locked(target: Path, *, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
         lock.release()
 
 
+def plain_file_name(value: str, *, suffixes: tuple[str, ...] = ()) -> str:
+    """``value`` when it is a bare file name, for names read from data files (the registry, the
+    archive listing) that become paths in a local folder: they must not escape it.
+
+    Raises ``ValueError`` (a pydantic validator's way to fail) otherwise, or when ``suffixes``
+    are given and the name ends in none of them.
+    """
+    plain = bool(value) and "/" not in value and "\\" not in value and not value.startswith(".")
+    if not plain or (suffixes and not value.endswith(suffixes)):
+        kinds = " or ".join(f"'<name>{s}'" for s in suffixes) + " " if suffixes else ""
+        raise ValueError(f"{value!r} is not a plain {kinds}file name")
+    return value
+
+
 def temp_in(folder: Path, name: str) -> Path:
     """A fresh hidden temporary path next to the final file, so the final rename is atomic."""
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from glaviz.errors import ConfigError
 from glaviz.published.groups import REGIONS, group_bands, parse_features
-from glaviz.registry.cache import cached_path, read_info
+from glaviz.registry.cache import cached_path, plain_file_name, read_info
 
 #: A user TOML merged over the packaged registry (same schema; ``[[model]]`` tables by ``name``).
 REGISTRY_ENV = "GLAVIZ_REGISTRY"
@@ -87,11 +87,7 @@ class ModelEntry(BaseModel):
     @field_validator("file")
     @classmethod
     def _check_file(cls, value: str) -> str:
-        # The file name becomes a path in the cache: it must not escape the weights folder.
-        plain = "/" not in value and "\\" not in value and not value.startswith(".")
-        if not plain or not value.endswith((".h5", ".glaviz")):
-            raise ValueError(f"{value!r} is not a plain '<name>.h5' or '<name>.glaviz' file name")
-        return value
+        return plain_file_name(value, suffixes=(".h5", ".glaviz"))
 
     @field_validator("features")
     @classmethod

@@ -96,6 +96,91 @@ def _strong_validator(headers: Any) -> str | None:
     return str(modified) if modified else None
 
 
+@dataclass
+class _Transfer:
+    """One file's download across attempts: what the server said so far, and what is on disk.
+
+    ``validator`` is the strong ETag or Last-Modified that a resume must match; ``answered``
+    turns true once the server has answered at all (then retries follow ``policy.attempts``, not
+    ``policy.connect_attempts``); ``received`` counts the bytes of the latest attempt, because an
+    attempt that made progress resets the failure count.
+    """
+
+    url: str
+    part: Path
+    validator: str | None
+    user_agent: str
+    policy: RetryPolicy
+    answered: bool = False
+    received: int = 0
+
+    def attempt(self, session: Any, bar: Progress) -> int:
+        """One request: resume or restart, stream the body; the final size, or raise _Retry."""
+        offset = self.part.stat().st_size if self.part.exists() else 0
+        self.received = 0
+        timeout = (self.policy.connect_timeout_s, self.policy.read_timeout_s)
+        with session.get(
+            self.url, headers=self._headers(offset), stream=True, timeout=timeout
+        ) as response:
+            self.answered = True
+            done = self._check_status(response, offset)
+            if done is not None:
+                return done
+            expected, offset, mode = self._body_start(response, offset)
+            bar.reset(total=expected, completed=offset)
+            with self.part.open(mode) as handle:
+                for chunk in response.iter_content(chunk_size=self.policy.chunk_size):
+                    handle.write(chunk)
+                    self.received += len(chunk)
+                    bar.advance(len(chunk))
+        size = self.part.stat().st_size
+        if expected is not None and size != expected:
+            if size > expected:
+                discard_partial(self.part)
+            raise _Retry(f"connection closed after {size} of {expected} bytes")
+        return size
+
+    def _headers(self, offset: int) -> dict[str, str]:
+        headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if self.validator:
+                headers["If-Range"] = self.validator
+        return headers
+
+    def _check_status(self, response: Any, offset: int) -> int | None:
+        """Raise for a status that is an error; the size when a resume finds the file complete."""
+        status = response.status_code
+        if status == 416 and offset:
+            # Asked for bytes past the end: done if the server's size is ours.
+            match = _UNSATISFIED_RANGE.search(response.headers.get("Content-Range", ""))
+            if match and int(match.group(1)) == offset:
+                return offset
+            discard_partial(self.part)
+            raise _Retry("the server rejected the resume range; starting over")
+        if status in _RETRY_STATUS or status >= 500:
+            raise _Retry(f"HTTP {status} {response.reason}")
+        if status >= 400:
+            raise HTTPStatusError(
+                f"{self.url} answered HTTP {status} {response.reason}", status=status, url=self.url
+            )
+        return None
+
+    def _body_start(self, response: Any, offset: int) -> tuple[int | None, int, str]:
+        """``(expected total size, offset the body starts at, file mode)`` of a good answer."""
+        if response.status_code == 206 and offset:
+            match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
+            if not match or int(match.group(1)) != offset:
+                discard_partial(self.part)
+                raise _Retry("the server resumed at the wrong offset; starting over")
+            return (None if match.group(3) == "*" else int(match.group(3))), offset, "ab"
+        # 200: a fresh file (or the server ignored Range / the file changed).
+        length = response.headers.get("Content-Length")
+        self.validator = _strong_validator(response.headers)
+        _write_meta(self.part, self.url, self.validator)
+        return (int(length) if length and length.isdigit() else None), 0, "wb"
+
+
 def download(
     url: str,
     part: Path,
@@ -119,77 +204,20 @@ def download(
     if part.exists() and meta.get("url") != url:
         discard_partial(part)
         meta = {}
-    validator: str | None = meta.get("validator")
-
-    failures = total_attempts = 0
-    answered = False
-    last_error = ""
+    transfer = _Transfer(
+        url=url,
+        part=part,
+        validator=meta.get("validator"),
+        user_agent=user_agent or f"glaviz/{__version__}",
+        policy=policy,
+    )
+    failures = attempts = 0
     bar = Progress(progress, total=None, description=label or part.name, transfer=True)
     with bar, requests.Session() as session:
         while True:
-            total_attempts += 1
-            offset = part.stat().st_size if part.exists() else 0
-            headers = {
-                "User-Agent": user_agent or f"glaviz/{__version__}",
-                "Accept-Encoding": "identity",
-            }
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
-                if validator:
-                    headers["If-Range"] = validator
-            received = 0
+            attempts += 1
             try:
-                with session.get(
-                    url,
-                    headers=headers,
-                    stream=True,
-                    timeout=(policy.connect_timeout_s, policy.read_timeout_s),
-                ) as response:
-                    answered = True
-                    status = response.status_code
-                    if status == 416 and offset:
-                        # Asked for bytes past the end: done if the server's size is ours.
-                        match = _UNSATISFIED_RANGE.search(response.headers.get("Content-Range", ""))
-                        if match and int(match.group(1)) == offset:
-                            return offset
-                        discard_partial(part)
-                        raise _Retry("the server rejected the resume range; starting over")
-                    if status in _RETRY_STATUS or status >= 500:
-                        raise _Retry(f"HTTP {status} {response.reason}")
-                    if status >= 400:
-                        raise HTTPStatusError(
-                            f"{url} answered HTTP {status} {response.reason}",
-                            status=status,
-                            url=url,
-                        )
-                    expected: int | None
-                    if status == 206 and offset:
-                        match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
-                        if not match or int(match.group(1)) != offset:
-                            discard_partial(part)
-                            raise _Retry("the server resumed at the wrong offset; starting over")
-                        expected = None if match.group(3) == "*" else int(match.group(3))
-                        mode = "ab"
-                    else:
-                        # 200: a fresh file (or the server ignored Range / the file changed).
-                        offset = 0
-                        length = response.headers.get("Content-Length")
-                        expected = int(length) if length and length.isdigit() else None
-                        validator = _strong_validator(response.headers)
-                        _write_meta(part, url, validator)
-                        mode = "wb"
-                    bar.reset(total=expected, completed=offset)
-                    with part.open(mode) as handle:
-                        for chunk in response.iter_content(chunk_size=policy.chunk_size):
-                            handle.write(chunk)
-                            received += len(chunk)
-                            bar.advance(len(chunk))
-                    size = part.stat().st_size
-                    if expected is not None and size != expected:
-                        if size > expected:
-                            discard_partial(part)
-                        raise _Retry(f"connection closed after {size} of {expected} bytes")
-                    return size
+                return transfer.attempt(session, bar)
             except (
                 _Retry,
                 requests.ConnectionError,
@@ -201,14 +229,13 @@ def download(
                 raise DownloadError(f"invalid download URL {url!r}: {exc}") from None
             except requests.RequestException as exc:
                 raise DownloadError(f"download of {url} failed: {_describe(exc)}") from None
-            failures = 1 if received else failures + 1
-            limit = policy.attempts if answered else policy.connect_attempts
-            if failures >= limit or total_attempts >= policy.max_total_attempts:
+            failures = 1 if transfer.received else failures + 1
+            limit = policy.attempts if transfer.answered else policy.connect_attempts
+            if failures >= limit or attempts >= policy.max_total_attempts:
                 kept = part.exists() and part.stat().st_size > 0
                 resume = f"; {part} is kept and the next fetch resumes it" if kept else ""
                 raise DownloadError(
-                    f"download of {url} failed after {total_attempts} attempt(s): "
-                    f"{last_error}{resume}"
+                    f"download of {url} failed after {attempts} attempt(s): {last_error}{resume}"
                 )
             time.sleep(policy.delay(failures))
 

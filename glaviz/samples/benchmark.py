@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -19,7 +20,13 @@ from glaviz.errors import ConfigError
 from glaviz.published.groups import REGIONS
 from glaviz.runs.atomic import atomic_path
 from glaviz.runs.outputs import refuse_existing
-from glaviz.samples.scene import _METRES_PER_DEGREE, REGION_STYLES, SceneArrays, synthesize_scene
+from glaviz.samples.scene import (
+    _METRES_PER_DEGREE,
+    REGION_STYLES,
+    RegionStyle,
+    SceneArrays,
+    synthesize_scene,
+)
 
 
 def padded_size(size: int, patch_size: int) -> int:
@@ -71,35 +78,14 @@ def make_benchmark(
     """
     import h5py
 
-    from glaviz.features.slope import slope_degrees
-    from glaviz.published.groups import GROUP_BANDS
-    from glaviz.published.normalisation import normalise_group
-
     th, tw = (tile_size, tile_size) if isinstance(tile_size, int) else tuple(tile_size)
-    if tiles < 1:
-        raise ConfigError(f"tiles must be at least 1, got {tiles}")
-    if patch_size < 2 or patch_size % 2:
-        raise ConfigError(f"patch_size must be an even number >= 2, got {patch_size}")
-    if layout not in ("glaviz", "published"):
-        raise ConfigError(f"layout must be 'glaviz' or 'published', got {layout!r}")
+    _check_options(tiles, (th, tw), patch_size, layout, regions, groups)
     published = layout == "published"
-    for side in (th, tw):
-        if side < 8 or (side % 2 and not published):
-            raise ConfigError(
-                f"tile sides must be even and at least 8 (so the padding is symmetric), got {side}"
-            )
-    unknown = [r for r in regions if r not in REGION_STYLES]
-    if unknown or not regions:
-        raise ConfigError(f"unknown regions {unknown}; use names from {', '.join(REGIONS)}")
-    bad = [g for g in groups if g not in GROUP_BANDS]
-    if bad or "optical" not in groups:
-        raise ConfigError(f"groups must include optical and come from {', '.join(GROUP_BANDS)}")
     path = Path(path)
     refuse_existing(path, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    sh, sw = padded_size(th, patch_size), padded_size(tw, patch_size)
-    ph, pw = (sh - th) // 2, (sw - tw) // 2
+    shape = _TileShape.of(th, tw, patch_size)
     rng = np.random.default_rng(seed)
     counters = dict.fromkeys(regions, 0)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -115,57 +101,139 @@ def make_benchmark(
                 resolution=resolution,
                 style=style,
             )
-            slope = slope_degrees(scene.elevation, xres=resolution, yres=resolution)
-            physical: dict[str, np.ndarray] = {
-                "optical": scene.optical,
-                "dem": np.stack([scene.elevation, slope], axis=-1),
-            }
-            for group in groups:
-                if group not in physical:
-                    physical[group] = _extra_group(group, scene, rng)
+            arrays = _tile_arrays(scene, groups, rng, resolution=resolution, published=published)
             row, col = 10 + 3 * k, 20 + 2 * k
             name = f"{region}-{row}-{col}"
             g = f.create_group(name)
-            onehot = np.stack([~scene.glacier, scene.glacier], axis=-1).astype(np.float32)
-            arrays = {g_: normalise_group(g_, physical[g_]) for g_ in groups}
-            arrays["outlines"] = onehot
-            if published:
-                arrays["bright_dark_outlines"] = _bright_dark(scene)
-            for key, data in arrays.items():
-                padded = _pad(data, ph, pw, sh, sw)
-                if key == "outlines" and not published:
-                    padded[..., 0] = 1.0 - padded[..., 1]  # glaviz labels padding non-glacier
-                if published:
-                    # The published layout: float64 (uint8 for bright_dark_outlines), contiguous,
-                    # uncompressed, fill value 0.
-                    dtype = np.uint8 if key == "bright_dark_outlines" else np.float64
-                    g.create_dataset(key, data=padded.astype(dtype), fillvalue=dtype(0))
-                else:
-                    chunks = (min(patch_size, sh), min(patch_size, sw), data.shape[-1])
-                    g.create_dataset(key, data=padded, chunks=chunks)
-            lat_span = th * resolution / _METRES_PER_DEGREE
-            lon_span = tw * resolution / (_METRES_PER_DEGREE * math.cos(math.radians(style.lat)))
-            ymax = style.lat + (20 - row) * lat_span
-            xmin = style.lon + (col - 20) * lon_span
+            _write_arrays(g, arrays, shape, patch_size=patch_size, published=published)
             if published:
                 g.attrs.update({"epsg": 4326, "tile_name": name})
+            g.attrs.update(shape.attrs())
             g.attrs.update(
                 {
-                    "height": sh,
-                    "width": sw,
                     "region": region,
                     "subregion": f"{region}-{1 + k % max(1, subregions_per_region)}",
-                    "padding_height": ph,
-                    "padding_width": pw,
-                    "original_height": th,
-                    "original_width": tw,
-                    "xmin": xmin,
-                    "xmax": xmin + lon_span,
-                    "ymin": ymax - lat_span,
-                    "ymax": ymax,
+                    **_lonlat_bounds(style, row, col, shape, resolution),
                 }
             )
     return path
+
+
+def _check_options(
+    tiles: int,
+    tile_shape: tuple[int, int],
+    patch_size: int,
+    layout: str,
+    regions: Sequence[str],
+    groups: Sequence[str],
+) -> None:
+    """Every :func:`make_benchmark` option problem, before anything is written."""
+    from glaviz.published.groups import GROUP_BANDS
+
+    if tiles < 1:
+        raise ConfigError(f"tiles must be at least 1, got {tiles}")
+    if patch_size < 2 or patch_size % 2:
+        raise ConfigError(f"patch_size must be an even number >= 2, got {patch_size}")
+    if layout not in ("glaviz", "published"):
+        raise ConfigError(f"layout must be 'glaviz' or 'published', got {layout!r}")
+    for side in tile_shape:
+        if side < 8 or (side % 2 and layout != "published"):
+            raise ConfigError(
+                f"tile sides must be even and at least 8 (so the padding is symmetric), got {side}"
+            )
+    unknown = [r for r in regions if r not in REGION_STYLES]
+    if unknown or not regions:
+        raise ConfigError(f"unknown regions {unknown}; use names from {', '.join(REGIONS)}")
+    bad = [g for g in groups if g not in GROUP_BANDS]
+    if bad or "optical" not in groups:
+        raise ConfigError(f"groups must include optical and come from {', '.join(GROUP_BANDS)}")
+
+
+@dataclass(frozen=True)
+class _TileShape:
+    """Original and stored (padded) size of every tile, and the padding above and left."""
+
+    original: tuple[int, int]
+    stored: tuple[int, int]
+    padding: tuple[int, int]
+
+    @classmethod
+    def of(cls, th: int, tw: int, patch_size: int) -> _TileShape:
+        sh, sw = padded_size(th, patch_size), padded_size(tw, patch_size)
+        return cls((th, tw), (sh, sw), ((sh - th) // 2, (sw - tw) // 2))
+
+    def attrs(self) -> dict[str, int]:
+        return {
+            "height": self.stored[0],
+            "width": self.stored[1],
+            "padding_height": self.padding[0],
+            "padding_width": self.padding[1],
+            "original_height": self.original[0],
+            "original_width": self.original[1],
+        }
+
+
+def _tile_arrays(
+    scene: SceneArrays,
+    groups: Sequence[str],
+    rng: np.random.Generator,
+    *,
+    resolution: float,
+    published: bool,
+) -> dict[str, np.ndarray]:
+    """A tile's normalised feature groups and labels, unpadded."""
+    from glaviz.features.slope import slope_degrees
+    from glaviz.published.normalisation import normalise_group
+
+    slope = slope_degrees(scene.elevation, xres=resolution, yres=resolution)
+    physical: dict[str, np.ndarray] = {
+        "optical": scene.optical,
+        "dem": np.stack([scene.elevation, slope], axis=-1),
+    }
+    for group in groups:
+        if group not in physical:
+            physical[group] = _extra_group(group, scene, rng)
+    arrays = {g: normalise_group(g, physical[g]) for g in groups}
+    arrays["outlines"] = np.stack([~scene.glacier, scene.glacier], axis=-1).astype(np.float32)
+    if published:
+        arrays["bright_dark_outlines"] = _bright_dark(scene)
+    return arrays
+
+
+def _write_arrays(
+    group: Any,
+    arrays: dict[str, np.ndarray],
+    shape: _TileShape,
+    *,
+    patch_size: int,
+    published: bool,
+) -> None:
+    """Pad each array to the stored size and write it in the chosen layout."""
+    (ph, pw), (sh, sw) = shape.padding, shape.stored
+    for key, data in arrays.items():
+        padded = _pad(data, ph, pw, sh, sw)
+        if key == "outlines" and not published:
+            padded[..., 0] = 1.0 - padded[..., 1]  # glaviz labels padding non-glacier
+        if published:
+            # The published layout: float64 (uint8 for bright_dark_outlines), contiguous,
+            # uncompressed, fill value 0.
+            dtype = np.uint8 if key == "bright_dark_outlines" else np.float64
+            group.create_dataset(key, data=padded.astype(dtype), fillvalue=dtype(0))
+        else:
+            chunks = (min(patch_size, sh), min(patch_size, sw), data.shape[-1])
+            group.create_dataset(key, data=padded, chunks=chunks)
+
+
+def _lonlat_bounds(
+    style: RegionStyle, row: int, col: int, shape: _TileShape, resolution: float
+) -> dict[str, float]:
+    """Plausible lon/lat bounds of the unpadded tile at grid position (row, col) of a region."""
+    th, tw = shape.original
+    lat_span = th * resolution / _METRES_PER_DEGREE
+    lon_span = tw * resolution / (_METRES_PER_DEGREE * math.cos(math.radians(style.lat)))
+    ymax = style.lat + (20 - row) * lat_span
+    xmin = style.lon + (col - 20) * lon_span
+    return {"xmin": xmin, "xmax": xmin + lon_span, "ymin": ymax - lat_span, "ymax": ymax}
 
 
 def make_benchmark_splits(

@@ -128,10 +128,6 @@ def synthesize_scene(
     many pixels (in small 2 × 2 clusters) have NaN optical values, as clouds masked by a provider
     or sensor gaps would.
     """
-    from scipy import ndimage
-
-    from glaviz.features.slope import slope_degrees
-
     if isinstance(style, str):
         if style not in REGION_STYLES:
             raise ConfigError(f"unknown region {style!r}; use one of {', '.join(REGION_STYLES)}")
@@ -140,9 +136,43 @@ def synthesize_scene(
     if h < 8 or w < 8:
         raise ConfigError(f"scene size must be at least 8 × 8 pixels, got {h} × {w}")
     rng = np.random.default_rng(seed)
+    # The stages draw from ``rng`` in this order; reordering them changes every sample scene.
+    terrain = _terrain((h, w), rng, style, resolution)
+    surfaces = _surfaces(terrain, rng, style)
+    optical = _optical(terrain, surfaces, rng, style, resolution)
+    valid = _sensor_gaps(optical, rng, nan_fraction)
+    return SceneArrays(
+        optical=optical,
+        elevation=terrain.elevation.astype(np.float32),
+        glacier=terrain.glacier,
+        valid=valid,
+    )
 
-    # Terrain: a smooth fractal surface plus finer roughness. Relief shrinks with the extent so
-    # that small tiles do not become cliffs.
+
+@dataclass(frozen=True)
+class _Terrain:
+    """Elevation and the glacier mask it implies, with the fields later stages reuse."""
+
+    elevation: np.ndarray  #: metres, float64
+    slope: np.ndarray  #: degrees, float64
+    glacier: np.ndarray  #: bool
+    score: np.ndarray  #: smooth elevation + wobble: what the equilibrium line cuts
+    wobble: np.ndarray  #: the smooth perturbation of the equilibrium line
+    ela: float  #: the equilibrium line altitude on ``score``
+    relief: float  #: elevation range of this scene (m)
+
+
+def _terrain(
+    shape: tuple[int, int], rng: np.random.Generator, style: RegionStyle, resolution: float
+) -> _Terrain:
+    """Fractal terrain and the glaciers above a perturbed equilibrium line."""
+    from scipy import ndimage
+
+    from glaviz.features.slope import slope_degrees
+
+    h, w = shape
+    # A smooth fractal surface plus finer roughness. Relief shrinks with the extent so that small
+    # tiles do not become cliffs.
     extent_km = max(h, w) * resolution / 1000.0
     relief = style.relief * float(np.clip(extent_km / 20.0, 0.12, 1.0)) ** 0.7
     smooth = style.base + relief * 0.85 * fractal_noise((h, w), rng, 3.6)
@@ -153,7 +183,7 @@ def synthesize_scene(
     # Opening then closing removes single-pixel specks and holes, which real outlines lack.
     wobble = (fractal_noise((h, w), rng, 3.0) - 0.5) * 0.25 * relief
     score = smooth + wobble
-    ela = np.quantile(score, 1.0 - style.glacier)
+    ela = float(np.quantile(score, 1.0 - style.glacier))
     disc = ndimage.generate_binary_structure(2, 1)
     glacier = ndimage.binary_opening(score > ela, disc, iterations=2)
     glacier = ndimage.binary_closing(glacier, disc, iterations=2, border_value=1) & (score > ela)
@@ -162,31 +192,59 @@ def synthesize_scene(
     elevation = smooth + rough * np.where(glacier, 0.25, 1.0)
     elevation = elevation - rough.mean()
     slope = slope_degrees(elevation, xres=resolution, yres=resolution).astype(np.float64)
+    return _Terrain(elevation, slope, glacier, score, wobble, ela, relief)
 
-    # Surfaces: snow high on the glacier, bare ice lower, debris on part of the lowest ice.
-    snowline = np.quantile(score[glacier], 0.45) if glacier.any() else ela
-    snowiness = np.clip((score - snowline) / (0.08 * relief) + 0.5, 0.0, 1.0)
-    debris_field = fractal_noise((h, w), rng, 3.0)
-    low = score < ela + 0.6 * (snowline - ela)
+
+@dataclass(frozen=True)
+class _Surfaces:
+    """Which surface covers each pixel (masks), and how snowy the glacier is (0…1)."""
+
+    snowiness: np.ndarray
+    debris: np.ndarray
+    vegetation: np.ndarray
+    water: np.ndarray
+
+
+def _surfaces(terrain: _Terrain, rng: np.random.Generator, style: RegionStyle) -> _Surfaces:
+    """Snow high on the glacier, bare ice lower, debris on part of the lowest ice; vegetation
+    on the lowest land and lakes on flat land."""
+    t = terrain
+    shape = t.elevation.shape
+    snowline = np.quantile(t.score[t.glacier], 0.45) if t.glacier.any() else t.ela
+    snowiness = np.clip((t.score - snowline) / (0.08 * t.relief) + 0.5, 0.0, 1.0)
+    debris_field = fractal_noise(shape, rng, 3.0)
+    low = t.score < t.ela + 0.6 * (snowline - t.ela)
     share = min(1.0, 2.5 * style.debris)
-    debris = glacier & low & (debris_field > np.quantile(debris_field, 1.0 - share))
-    land = ~glacier
-    veg_line = np.quantile(elevation, style.vegetation) if style.vegetation > 0 else -np.inf
-    vegetation = land & (elevation + 0.3 * wobble < veg_line)
-    lake_field = fractal_noise((h, w), rng, 3.2)
+    debris = t.glacier & low & (debris_field > np.quantile(debris_field, 1.0 - share))
+    land = ~t.glacier
+    veg_line = np.quantile(t.elevation, style.vegetation) if style.vegetation > 0 else -np.inf
+    vegetation = land & (t.elevation + 0.3 * t.wobble < veg_line)
+    lake_field = fractal_noise(shape, rng, 3.2)
     water = land & ~vegetation & (lake_field > np.quantile(lake_field, 1.0 - style.water))
-    water &= slope < 20.0
+    water &= t.slope < 20.0
+    return _Surfaces(snowiness, debris, vegetation, water)
 
+
+def _optical(
+    terrain: _Terrain,
+    surfaces: _Surfaces,
+    rng: np.random.Generator,
+    style: RegionStyle,
+    resolution: float,
+) -> np.ndarray:
+    """TOA reflectance (H, W, 6) float32: surface spectra, terrain shading, texture, noise."""
+    h, w = terrain.elevation.shape
     spectra = {k: np.asarray(v, dtype=np.float64) for k, v in SPECTRA.items()}
     optical = np.broadcast_to(spectra["rock"], (h, w, 6)).copy()
-    ice_mix = snowiness[..., None] * spectra["snow"] + (1 - snowiness[..., None]) * spectra["ice"]
-    optical[glacier] = ice_mix[glacier]
-    optical[debris] = spectra["debris"]
-    optical[vegetation] = spectra["vegetation"]
-    optical[water] = spectra["water"]
+    snowy = surfaces.snowiness[..., None]
+    ice_mix = snowy * spectra["snow"] + (1 - snowy) * spectra["ice"]
+    optical[terrain.glacier] = ice_mix[terrain.glacier]
+    optical[surfaces.debris] = spectra["debris"]
+    optical[surfaces.vegetation] = spectra["vegetation"]
+    optical[surfaces.water] = spectra["water"]
 
     # Terrain shading (sun from the south-east, 40° above the horizon) and surface texture.
-    dy, dx = np.gradient(elevation, resolution)
+    dy, dx = np.gradient(terrain.elevation, resolution)
     slope_rad = np.arctan(np.hypot(dx, dy))
     aspect = np.arctan2(-dx, dy)
     zenith, azimuth = math.radians(50.0), math.radians(135.0)
@@ -197,8 +255,12 @@ def synthesize_scene(
     texture = 1.0 + 0.12 * (fractal_noise((h, w), rng, 1.6) - 0.5)
     optical *= (illumination * texture)[..., None]
     optical += rng.normal(0.0, 0.008, optical.shape)
-    optical = np.clip(optical, 0.0, 1.6).astype(np.float32)
+    return np.clip(optical, 0.0, 1.6).astype(np.float32)
 
+
+def _sensor_gaps(optical: np.ndarray, rng: np.random.Generator, nan_fraction: float) -> np.ndarray:
+    """Set small 2 × 2 clusters of ``optical`` to NaN (in place); the valid mask."""
+    h, w = optical.shape[:2]
     valid = np.ones((h, w), dtype=bool)
     clusters = round(nan_fraction * h * w / 4)
     if clusters:
@@ -208,13 +270,7 @@ def synthesize_scene(
             for dc in (0, 1):
                 valid[rows + dr, cols + dc] = False
         optical[~valid] = np.nan
-
-    return SceneArrays(
-        optical=optical,
-        elevation=elevation.astype(np.float32),
-        glacier=glacier,
-        valid=valid,
-    )
+    return valid
 
 
 # --------------------------------------------------------------------------------------------------
