@@ -255,7 +255,7 @@ def figure(args: argparse.Namespace) -> None:
     px = 20.0
     labels, dem, _ = dome_scene(size=300, px=px, origin=ORIGIN, seed=args.seed, spacing=300)
     mask = labels > 0
-    params = KienholzParams()
+    params = KienholzParams.from_config()
     split = kienholz_split(mask, dem.astype(np.float64), xres=px, yres=px, params=params)
     colours = ListedColormap(
         ["#ffffff", "#8ecae6", "#ffb703", "#219ebc", "#fb8500", "#90be6d", "#b5838d", "#f28482"]

@@ -1,10 +1,10 @@
 """Reading the predictions file of ``glaviz predict``, tile by tile, and scoring it.
 
-Layout (DESIGN.md): one HDF5 group per tile with datasets ``prob`` (H, W, 2) float, ``pred``
-(H, W) uint8, ``true`` (H, W) uint8 (absent for data without truth) and attributes ``region``,
-``subregion``. A benchmark split holds thousands of tiles, so nothing here loads more than one
-block of rows of one tile at a time; both ``glaviz evaluate`` and ``glaviz calibrate`` read the
-file through :func:`open_predictions` and :func:`iter_blocks`.
+Layout (the contract of ``glaviz predict``, docs/evaluation.md): one HDF5 group per tile with
+datasets ``prob`` (H, W, 2) float, ``pred`` (H, W) uint8, ``true`` (H, W) uint8 (absent for data
+without truth) and attributes ``region``, ``subregion``. A benchmark split holds thousands of tiles,
+so nothing here loads more than one block of rows of one tile at a time; both ``glaviz evaluate``
+and ``glaviz calibrate`` read the file through :func:`open_predictions` and :func:`iter_blocks`.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ keeps the paper's effect — pour points where the outline is locally lowest —
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -57,18 +58,35 @@ _NODATA = -9999.0
 
 @dataclass(frozen=True)
 class KienholzParams:
-    """The method's parameters, in metres and km² (see InventoryConfig for the sources)."""
+    """The method's parameters, in metres and km².
 
-    gutter_distance_m: float = 40.0
-    gutter_width_m: float = 40.0
-    gutter_depth_m: float = 100.0
-    radius_a: float = 14.3
-    radius_b: float = 0.5
-    radius_max_m: float = 3500.0
-    radius_cell_m: float = 40.0
-    sliver_area_km2: float = 0.1
-    sliver_compact_area_km2: float = 0.2
-    sliver_compactness: float = 0.5
+    No defaults here: they, and the literature each comes from, are the fields of
+    :class:`~glaviz.config.inventory.InventoryConfig`, from which the engine builds this.
+    """
+
+    gutter_distance_m: float
+    gutter_width_m: float
+    gutter_depth_m: float
+    radius_a: float
+    radius_b: float
+    radius_max_m: float
+    radius_cell_m: float
+    sliver_area_km2: float
+    sliver_compact_area_km2: float
+    sliver_compactness: float
+
+    @classmethod
+    def from_config(cls, config: Any = None) -> KienholzParams:
+        """The parameters of an inventory configuration; ``None``: the configuration's defaults."""
+        from glaviz.config.inventory import InventoryConfig
+
+        fields = InventoryConfig.model_fields
+        return cls(
+            **{
+                name: getattr(config, name) if config is not None else fields[name].default
+                for name in cls.__dataclass_fields__
+            }
+        )
 
     def radius(self, accumulation_m2: float | np.ndarray) -> float | np.ndarray:
         """The merge radius in metres of a pour point draining ``accumulation_m2``."""

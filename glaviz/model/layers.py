@@ -1,9 +1,10 @@
 """GlaViTU's building blocks as serialisable Keras 3 layers.
 
-Each layer mirrors one block of the published Keras 2 model (see ``ARCHITECTURE.md`` in the shared
-design folder). Sublayers are created in the same order as in the published code: the order of
-``layer.weights`` is what :mod:`glaviz.model.checkpoint` uses to map published HDF5 tensors onto
-these layers, so reordering sublayer creation breaks checkpoint import (the tests would notice).
+Each layer mirrors one block of the published Keras 2 model (the quirks that matter are listed in
+``docs/architecture.md``, "The model"). Sublayers are created in the same order as in the published
+code: the order of ``layer.weights`` is what :mod:`glaviz.model.checkpoint` uses to map published
+HDF5 tensors onto these layers, so reordering sublayer creation breaks checkpoint import (the tests
+would notice).
 
 Dropout follows the published quirk: every dropout is called with ``training=<MC flag>`` rather
 than Keras' training flag, so it is off in training and inference unless MC dropout is switched on.

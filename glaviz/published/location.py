@@ -1,6 +1,6 @@
 """The model's ``location`` input, built in one place for deploy, predict, training and bias.
 
-GlaViTU optionally takes a location vector (DESIGN.md):
+GlaViTU optionally takes a location vector:
 
 * region encoding: a one-hot over the model's regions plus a final ``"unknown"`` slot. The
   published region-encoding models use the 11 benchmark regions in sorted order, then
