@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
 
 #: Imports within one layer that the page allows (importer, imported).
 SAME_LAYER = {
+    ("util", "errors"),
     ("config", "published"),
     ("runs", "registry"),
     ("registry", "runs"),

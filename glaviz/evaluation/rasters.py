@@ -34,6 +34,17 @@ import numpy as np
 
 from glaviz.errors import InputError
 from glaviz.evaluation.metrics import Areas, Counts, Evaluation
+from glaviz.util.rasters import (
+    bounds_overlap,
+    crs_name,
+    format_bounds,
+    intersects,
+    linear_unit,
+    open_raster,
+    reproject_bounds,
+    require_crs,
+    same_grid,
+)
 
 __all__ = ["VECTOR_SUFFIXES", "PixelArea", "evaluate_rasters"]
 
@@ -58,12 +69,7 @@ def evaluate_rasters(
     prediction, truth = Path(prediction), Path(truth)
     with ExitStack() as stack:
         pred = _open_raster(stack, prediction, option="--prediction")
-        if pred.crs is None:
-            raise InputError(
-                f"prediction raster {prediction} has no CRS; evaluate needs a georeferenced map "
-                f"to place the truth on it (assign one: gdal_edit.py -a_srs EPSG:<code> "
-                f"{prediction})"
-            )
+        require_crs(pred, prediction, "prediction raster")
         if truth.suffix.lower() in VECTOR_SUFFIXES:
             reader: _VectorTruth | _RasterTruth = _VectorTruth(truth, pred, prediction)
         else:
@@ -97,21 +103,22 @@ def evaluate_rasters(
 # ----------------------------------------------------------------------------- prediction
 
 
-def _open_raster(stack: ExitStack, path: Path, *, option: str) -> Any:
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
+def _require_file(path: Path, option: str) -> None:
+    """Refuse a missing prediction or truth file, raster or vector alike."""
     if not path.exists():
         raise InputError(f"{option} file {path} does not exist; check the path")
-    try:
-        return stack.enter_context(rasterio.open(path))
-    except RasterioIOError as error:
-        hint = (
-            "; vector truth must end in " + ", ".join(sorted(VECTOR_SUFFIXES))
-            if option == "--truth"
-            else ""
-        )
-        raise InputError(f"cannot read {option} raster {path}: {error}{hint}") from None
+
+
+def _open_raster(stack: ExitStack, path: Path, *, option: str) -> Any:
+    """Open the prediction or raster truth; a truth GDAL cannot read may be a vector file
+    with an ending evaluate does not know, so that message lists the ones it does."""
+    _require_file(path, option)
+    hint = (
+        "; vector truth must end in " + ", ".join(sorted(VECTOR_SUFFIXES))
+        if option == "--truth"
+        else ""
+    )
+    return stack.enter_context(open_raster(path, f"{option} raster", hint=hint))
 
 
 def _row_blocks(src: Any) -> Any:
@@ -124,17 +131,27 @@ def _row_blocks(src: Any) -> Any:
         yield Window(0, row, src.width, min(rows, src.height - row))
 
 
-def _read_prediction(src: Any, window: Any, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Band 1 of the outlines and where it is valid; values other than 0/1 are refused.
+def _read_valid(src: Any, window: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Band 1 of a window in its own dtype, and where it holds data (not nodata, masked, NaN).
 
-    A probability or confidence raster given by mistake would otherwise be scored as mostly
-    "excluded" and produce plausible-looking nonsense.
+    The values keep their dtype (unlike :func:`~glaviz.util.rasters.read_as_float`): labels
+    are compared as integers, and a float label raster may hold NaN for "no data".
     """
     band = src.read(1, window=window, masked=True)
     values = np.ma.getdata(band)
     valid = ~np.ma.getmaskarray(band)
     if np.issubdtype(values.dtype, np.floating):
         valid &= np.isfinite(values)
+    return values, valid
+
+
+def _read_prediction(src: Any, window: Any, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Band 1 of the outlines and where it is valid; values other than 0/1 are refused.
+
+    A probability or confidence raster given by mistake would otherwise be scored as mostly
+    "excluded" and produce plausible-looking nonsense.
+    """
+    values, valid = _read_valid(src, window)
     bad = valid & (values != 0) & (values != 1)
     if bad.any():
         sample = values[bad].flat[0]
@@ -149,45 +166,15 @@ def _read_prediction(src: Any, window: Any, path: Path) -> tuple[np.ndarray, np.
 # ----------------------------------------------------------------------------- truth
 
 
-def _fmt_bounds(bounds: Any) -> str:
-    return "(" + ", ".join(f"{float(v):.10g}" for v in bounds) + ")"
-
-
-def _crs_name(crs: Any) -> str:
-    if crs is None:
-        return "no CRS"
-    try:
-        epsg = crs.to_epsg()
-    except Exception:  # pyproj/rasterio raise different types for odd CRSs
-        epsg = None
-    return f"EPSG:{epsg}" if epsg else str(crs)
-
-
-def _intersects(a: Any, b: Any) -> bool:
-    return bool(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
-
-
-def _transform_bounds(src_crs: Any, dst_crs: Any, bounds: Any) -> tuple[float, ...] | None:
-    """``bounds`` in ``dst_crs``, or None when they cannot be expressed there (out of domain)."""
-    from rasterio.errors import RasterioError
-    from rasterio.warp import transform_bounds
-
-    try:
-        out = transform_bounds(src_crs, dst_crs, *bounds, densify_pts=21)
-    except (RasterioError, ValueError):
-        return None
-    return tuple(out) if all(math.isfinite(v) for v in out) else None
-
-
 def _no_overlap(
     *, prediction: Path, pred: Any, truth: Path, truth_bounds: Any, truth_crs: Any
 ) -> InputError:
-    shown = _transform_bounds(truth_crs, pred.crs, truth_bounds)
-    converted = f", that is {_fmt_bounds(shown)} in {_crs_name(pred.crs)}" if shown else ""
+    shown = reproject_bounds(truth_bounds, truth_crs, pred.crs)
+    converted = f", that is {format_bounds(shown)} in {crs_name(pred.crs)}" if shown else ""
     return InputError(
-        f"{truth} does not overlap {prediction}: prediction bounds {_fmt_bounds(pred.bounds)} "
-        f"in {_crs_name(pred.crs)}; truth bounds {_fmt_bounds(truth_bounds)} in its CRS "
-        f"{_crs_name(truth_crs)}{converted}. Check the CRS of {truth}: outlines labelled with "
+        f"{truth} does not overlap {prediction}: prediction bounds {format_bounds(pred.bounds)} "
+        f"in {crs_name(pred.crs)}; truth bounds {format_bounds(truth_bounds)} in its CRS "
+        f"{crs_name(truth_crs)}{converted}. Check the CRS of {truth}: outlines labelled with "
         "the wrong CRS land somewhere else (relabel them, e.g. ogr2ogr -a_srs EPSG:<code>), "
         "and truth of another area cannot score this map"
     )
@@ -201,18 +188,8 @@ class _RasterTruth:
         from rasterio.vrt import WarpedVRT
 
         src = _open_raster(stack, path, option="--truth")
-        if src.crs is None:
-            raise InputError(
-                f"truth raster {path} has no CRS, so it cannot be placed on the prediction grid; "
-                f"assign the right one, e.g. gdal_edit.py -a_srs EPSG:<code> {path}"
-            )
-        bounds = _transform_bounds(src.crs, pred.crs, src.bounds)
-        if bounds is not None:
-            overlap = _intersects(bounds, pred.bounds)
-        else:
-            pred_in_truth = _transform_bounds(pred.crs, src.crs, pred.bounds)
-            overlap = pred_in_truth is not None and _intersects(pred_in_truth, src.bounds)
-        if not overlap:
+        require_crs(src, path, "truth raster")
+        if not bounds_overlap(src.bounds, src.crs, pred.bounds, pred.crs):
             raise _no_overlap(
                 prediction=prediction,
                 pred=pred,
@@ -220,7 +197,7 @@ class _RasterTruth:
                 truth_bounds=src.bounds,
                 truth_crs=src.crs,
             )
-        if _same_grid(src, pred):
+        if same_grid(src, pred):
             self.view = src
         else:
             # Nearest neighbour: labels are categories. Without nodata or a mask, an alpha band
@@ -239,21 +216,8 @@ class _RasterTruth:
             )
 
     def read(self, window: Any) -> tuple[np.ndarray, np.ndarray]:
-        band = self.view.read(1, window=window, masked=True)
-        values = np.ma.getdata(band)
-        valid = ~np.ma.getmaskarray(band)
-        if np.issubdtype(values.dtype, np.floating):
-            valid &= np.isfinite(values)
+        values, valid = _read_valid(self.view, window)
         return valid & (values != 0), valid
-
-
-def _same_grid(a: Any, b: Any) -> bool:
-    return bool(
-        a.crs == b.crs
-        and a.width == b.width
-        and a.height == b.height
-        and a.transform.almost_equals(b.transform, precision=1e-9 * max(abs(b.transform.a), 1e-9))
-    )
 
 
 class _VectorTruth:
@@ -263,8 +227,7 @@ class _VectorTruth:
         import geopandas
         import pyogrio
 
-        if not path.exists():
-            raise InputError(f"--truth file {path} does not exist; check the path")
+        _require_file(path, "--truth")
         try:
             info = pyogrio.read_info(path)
         except Exception as error:  # pyogrio raises several DataSource errors
@@ -279,7 +242,7 @@ class _VectorTruth:
 
         truth_crs = CRS.from_user_input(info["crs"])
         # Read only what can touch the map: RGI region files hold far more than one scene.
-        bbox = _transform_bounds(pred.crs, truth_crs, pred.bounds)
+        bbox = reproject_bounds(pred.bounds, pred.crs, truth_crs)
         try:
             frame = geopandas.read_file(path, bbox=bbox, engine="pyogrio")
         except Exception as error:  # pyogrio/GDAL errors vary by driver
@@ -310,7 +273,7 @@ class _VectorTruth:
         if CRS.from_user_input(frame.crs) != pred.crs:
             frame = frame.to_crs(pred.crs.to_wkt())
         bounds = frame.total_bounds
-        if not (np.all(np.isfinite(bounds)) and _intersects(bounds, pred.bounds)):
+        if not (np.all(np.isfinite(bounds)) and intersects(bounds, pred.bounds)):
             raise _no_overlap(
                 prediction=prediction,
                 pred=pred,
@@ -372,11 +335,10 @@ class PixelArea:
             self.b = float(ellipsoid.semi_minor_metre) if ellipsoid else 6371008.8
             self.north_up = transform.b == 0 and transform.d == 0
         else:
-            try:
-                unit, factor = crs.linear_units_factor
-            except Exception:  # CRSs without a linear unit raise CRSError
-                unit, factor = "unknown", 1.0
-                log.warning("CRS %s has no linear unit; areas assume metres", _crs_name(crs))
+            known = linear_unit(crs)
+            if known is None:
+                log.warning("CRS %s has no linear unit; areas assume metres", crs_name(crs))
+            unit, factor = known or ("unknown", 1.0)
             self.constant_km2 = abs(transform.determinant) * float(factor) ** 2 / 1e6
             self.unit = unit
 

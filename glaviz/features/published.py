@@ -25,7 +25,6 @@ statistics it runs) and writes the stack with the conventions of :mod:`glaviz.fe
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import mmap
@@ -41,13 +40,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import rasterio
 
-from glaviz import __version__
 from glaviz.errors import InputError
+from glaviz.features.stack import (
+    GDAL_CACHE_MB,
+    INPUTS,
+    StackResult,
+    create_stack,
+    resolve_output,
+    tag_stack,
+)
 from glaviz.published.groups import GROUP_BANDS, GROUP_STACK_BANDS
 from glaviz.published.normalisation import SAR_EPSILON, SAR_GROUPS, NormalisationStats
 from glaviz.runs.atomic import atomic_path
 from glaviz.util.progress import Progress
+from glaviz.util.rasters import crs_name
 
 log = logging.getLogger("glaviz.features")
 
@@ -498,7 +506,7 @@ def convert_published(
     overwrite: bool = False,
     progress: bool = False,
     stats: NormalisationStats | None = None,
-) -> Any:
+) -> StackResult:
     """Write the glaviz stack of the published feature file ``source`` to ``output``.
 
     The stack covers the unpadded scene on the file's CRS and transform, in physical units
@@ -506,80 +514,102 @@ def convert_published(
     file was made with), NaN where the optical input was NaN. Returns a
     :class:`~glaviz.features.stack.StackResult`.
     """
-    import rasterio
-
-    from glaviz.features.stack import (
-        GDAL_CACHE_MB,
-        INPUTS,
-        StackResult,
-        _crs_name,
-        resolve_output,
-        stack_profile,
-    )
-
     started = time.perf_counter()
     source = Path(source)
     output = resolve_output(Path(output), {"from_published": source}, overwrite)
     data = load_published(source)
     _check_coordinates(data)
-
-    bands = tuple(b for g in data.groups for b in GROUP_STACK_BANDS[g])
-    units_of = {g: INPUTS[g].units for g in data.groups if g in INPUTS}
-    units_of["dem"] = INPUTS["elevation"].units + INPUTS["slope"].units
-    units = tuple(u for g in data.groups for u in units_of[g])
-    profile = stack_profile(
-        count=len(bands),
-        width=data.width,
-        height=data.height,
-        crs=data.crs,
-        transform=data.transform,
-    )
+    bands, units = _stack_bands(data.groups)
     strips = math.ceil(data.height / STRIP_ROWS)
     with (
         rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
         Progress(progress, total=strips, description="features") as bar,
         atomic_path(output, suffix=".tif.part") as tmp,
-        rasterio.open(tmp, "w", **profile) as dst,
     ):
-        dst.descriptions = bands
-        dst.units = units
-        for start in range(0, data.height, STRIP_ROWS):
-            stop = min(start + STRIP_ROWS, data.height)
-            chunk = np.empty((len(bands), stop - start, data.width), np.float32)
-            i = 0
-            invalid = None
-            for group in data.groups:
-                normalised = data.rows(group, start, stop)
-                values = denormalise_group(group, normalised, stats)
-                if group == "optical":
-                    invalid = missing_optical(normalised, stats)
-                    values[invalid] = np.nan
-                k = values.shape[-1]
-                chunk[i : i + k] = np.moveaxis(values, -1, 0)
-                i += k
-            dst.write(chunk, window=((start, stop), (0, data.width)))
-            bar.advance()
-        dst.update_tags(
-            GLAVIZ_VERSION=__version__,
-            GLAVIZ_INPUTS=json.dumps({"from_published": str(source.resolve())}),
-            GLAVIZ_UNITS=json.dumps(dict(zip(bands, units, strict=True))),
-            GLAVIZ_NOTE="physical units, converted from a published compile_features.py file "
-            "by inverting the published normalisation; glaviz normalises with the model's "
-            "statistics",
-        )
-        for idx, unit in enumerate(units, start=1):
-            dst.update_tags(idx, units=unit)
+        _write_converted(tmp, data, bands, units, stats=stats, bar=bar)
     return StackResult(
         path=output,
         width=data.width,
         height=data.height,
-        crs=_crs_name(data.crs),
+        crs=crs_name(data.crs),
         bands=bands,
         groups=data.groups,
         slope_computed=False,
         seconds=time.perf_counter() - started,
         inputs={"from_published": str(source)},
     )
+
+
+def _stack_bands(groups: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Band names and units of the stack of these groups, as :func:`compile_stack` names them.
+
+    The published ``dem`` group is the stack's ``elevation`` and ``slope`` inputs together.
+    """
+    bands = tuple(b for g in groups for b in GROUP_STACK_BANDS[g])
+    units_of = {g: INPUTS[g].units for g in groups if g in INPUTS}
+    units_of["dem"] = INPUTS["elevation"].units + INPUTS["slope"].units
+    return bands, tuple(u for g in groups for u in units_of[g])
+
+
+def _physical_strip(
+    data: PublishedFeatures,
+    start: int,
+    stop: int,
+    *,
+    count: int,
+    stats: NormalisationStats | None,
+) -> np.ndarray:
+    """Scene rows ``start:stop`` of every group in physical units, ``(count, rows, width)``.
+
+    Optical pixels that the published script had set to 0 because they were NaN become NaN
+    again (:func:`missing_optical`).
+    """
+    chunk = np.empty((count, stop - start, data.width), np.float32)
+    i = 0
+    for group in data.groups:
+        normalised = data.rows(group, start, stop)
+        values = denormalise_group(group, normalised, stats)
+        if group == "optical":
+            values[missing_optical(normalised, stats)] = np.nan
+        k = values.shape[-1]
+        chunk[i : i + k] = np.moveaxis(values, -1, 0)
+        i += k
+    return chunk
+
+
+def _write_converted(
+    path: Path,
+    data: PublishedFeatures,
+    bands: tuple[str, ...],
+    units: tuple[str, ...],
+    *,
+    stats: NormalisationStats | None,
+    bar: Progress,
+) -> None:
+    """Write the stack of ``data`` strip by strip (:data:`STRIP_ROWS` rows), then tag it."""
+    with create_stack(
+        path,
+        bands=bands,
+        units=units,
+        width=data.width,
+        height=data.height,
+        crs=data.crs,
+        transform=data.transform,
+    ) as dst:
+        for start in range(0, data.height, STRIP_ROWS):
+            stop = min(start + STRIP_ROWS, data.height)
+            strip = _physical_strip(data, start, stop, count=len(bands), stats=stats)
+            dst.write(strip, window=((start, stop), (0, data.width)))
+            bar.advance()
+        tag_stack(
+            dst,
+            inputs={"from_published": str(data.path.resolve())},
+            bands=bands,
+            units=units,
+            note="physical units, converted from a published compile_features.py file "
+            "by inverting the published normalisation; glaviz normalises with the model's "
+            "statistics",
+        )
 
 
 def _check_coordinates(data: PublishedFeatures) -> None:

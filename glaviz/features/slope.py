@@ -21,13 +21,14 @@ GeoTIFF window by window with a one-pixel halo, so memory does not grow with the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from glaviz.errors import InputError
+from glaviz.util.rasters import linear_unit, read_as_float, windows
 
 if TYPE_CHECKING:
     from affine import Affine
@@ -171,38 +172,14 @@ def pixel_size_metres(
             lat, a=ellipsoid.semi_major_metre, inverse_flattening=ellipsoid.inverse_flattening
         )
         return abs(transform.a) * per_lon, abs(transform.e) * per_lat
-    try:
-        _, factor = crs.linear_units_factor
-    except Exception as exc:  # rasterio raises CRSError for CRSs without a linear unit
+    unit = linear_unit(crs)
+    if unit is None:
         raise InputError(
             f"{name} has a CRS without a known linear unit ({crs}); reproject it to a metric "
             "CRS or pass --slope"
-        ) from exc
+        )
+    _, factor = unit
     return abs(transform.a) * factor, abs(transform.e) * factor
-
-
-def read_as_float(src: DatasetReader, indexes: int | list[int], window: Window) -> np.ndarray:
-    """Read bands as float32 with every nodata value, mask and alpha turned into NaN."""
-    data = src.read(indexes, window=window, masked=True)
-    return np.ma.filled(data.astype(np.float32), np.nan)
-
-
-def _windows(window: Window, size: int) -> Iterator[Window]:
-    from rasterio.windows import Window
-
-    for row in range(0, int(window.height), size):
-        for col in range(0, int(window.width), size):
-            yield Window(
-                window.col_off + col,
-                window.row_off + row,
-                min(size, int(window.width) - col),
-                min(size, int(window.height) - row),
-            )
-
-
-def count_windows(window: Window, size: int) -> int:
-    """How many windows :func:`write_slope` processes (for progress bars)."""
-    return math.ceil(window.height / size) * math.ceil(window.width / size)
 
 
 def write_slope(
@@ -249,7 +226,7 @@ def write_slope(
     }
     path = Path(path)
     with rasterio.open(path, "w", **profile) as dst:
-        for win in _windows(window, window_size):
+        for win in windows(window, window_size):
             r0, c0 = int(win.row_off), int(win.col_off)
             h, w = int(win.height), int(win.width)
             # Halo window clipped to the raster; what falls outside stays NaN.

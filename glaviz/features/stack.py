@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,19 +28,30 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
-from rasterio.errors import RasterioError, RasterioIOError
-from rasterio.io import DatasetReader
+from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from glaviz import __version__
 from glaviz.errors import ConfigError, InputError
-from glaviz.features.slope import BLOCK, count_windows, read_as_float, write_slope
+from glaviz.features.slope import BLOCK, write_slope
 from glaviz.published.groups import GROUP_STACK_BANDS
 from glaviz.runs.outputs import refuse_existing
 from glaviz.util.progress import Progress
+from glaviz.util.rasters import (
+    bounds_overlap,
+    count_windows,
+    crs_name,
+    format_bounds,
+    open_raster,
+    read_as_float,
+    reproject_bounds,
+    require_crs,
+    require_north_up,
+    same_grid,
+    warped_view,
+    windows,
+)
 
 log = logging.getLogger("glaviz.features")
 
@@ -100,9 +111,6 @@ INPUTS: dict[str, InputSpec] = {
 #: GDAL block cache for the run. The default (5 % of RAM) would let the cache, not the scene,
 #: set peak memory; 64 MB holds a window's worth of tiles.
 GDAL_CACHE_MB = 64
-#: Warp "tolerance" that makes GDAL's approximate transformer exact (rasterio's WarpedVRT
-#: fails with 0).
-_EXACT = 1e-9
 
 
 @dataclass(frozen=True)
@@ -119,121 +127,128 @@ class StackResult:
     seconds: float
     inputs: dict[str, str] = field(default_factory=dict)
 
+    def summary(self) -> str:
+        """The line ``glaviz features`` prints."""
+        return (
+            f"Wrote {self.path}: {self.width} × {self.height} px, {len(self.bands)} bands "
+            f"({', '.join(self.groups)}), {self.crs}, {self.seconds:.1f} s"
+        )
 
-def _fmt_bounds(b: tuple[float, ...]) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in b) + ")"
-
-
-def _crs_name(crs: Any) -> str:
-    epsg = crs.to_epsg() if crs is not None else None
-    return f"EPSG:{epsg}" if epsg else str(crs)
-
-
-def _open(stack: ExitStack, path: Path, spec: InputSpec) -> DatasetReader:
-    if not path.exists():
-        raise InputError(f"{spec.name} raster {path} does not exist; check the {spec.option} path")
-    try:
-        return stack.enter_context(rasterio.open(path))
-    except RasterioIOError as exc:
-        raise InputError(f"cannot read {spec.name} raster {path}: {exc}") from None
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of ``glaviz features``, less the ``status`` the CLI adds."""
+        return {
+            "outputs": [str(self.path)],
+            "counts": {"width": self.width, "height": self.height, "bands": len(self.bands)},
+            "timings": {"total_s": self.seconds},
+        }
 
 
-def _check_input(src: DatasetReader, path: Path, spec: InputSpec, *, expected_count: int) -> None:
-    if src.count != expected_count:
+#: Part of the optical scene an input must cover before a partial cover is only worth a warning.
+_FULL_COVER = 0.999
+
+
+@dataclass(frozen=True)
+class _StackBands:
+    """Which inputs fill a stack, in band order, and the band names and units they give."""
+
+    inputs: tuple[str, ...]
+    bands: tuple[str, ...]
+    units: tuple[str, ...]
+    slope_computed: bool  #: slope comes from the elevation rather than from an input
+
+    @classmethod
+    def of(cls, given: Collection[str], *, slope_computed: bool) -> _StackBands:
+        """The layout of a stack of the ``given`` inputs (slope counts when it is computed)."""
+        inputs = tuple(n for n in INPUTS if n in given or (n == "slope" and slope_computed))
+        return cls(
+            inputs=inputs,
+            bands=tuple(b for n in inputs for b in INPUTS[n].bands),
+            units=tuple(u for n in inputs for u in INPUTS[n].units),
+            slope_computed=slope_computed,
+        )
+
+
+def _open_input(stack: ExitStack, path: Path, spec: InputSpec) -> DatasetReader:
+    """Open one input and refuse it when it cannot be stacked (bands, CRS, rotation)."""
+    src = stack.enter_context(
+        open_raster(path, f"{spec.name} raster", missing=f"check the {spec.option} path")
+    )
+    if src.count != len(spec.bands):
         raise InputError(
-            f"{path} has {src.count} band(s); {spec.option} expects {expected_count} "
+            f"{path} has {src.count} band(s); {spec.option} expects {len(spec.bands)} "
             f"({spec.meaning})"
         )
-    if src.crs is None:
-        raise InputError(
-            f"{path} has no CRS (expected a georeferenced raster); assign one, e.g. "
-            f"gdal_edit.py -a_srs EPSG:<code> {path}"
-        )
-    if not src.transform.is_rectilinear:
-        raise InputError(
-            f"{path} has a rotated geotransform; warp it to a north-up grid first (gdalwarp)"
-        )
+    require_crs(src, path, f"{spec.name} raster")
+    require_north_up(src, path, f"{spec.name} raster")
+    return src
 
 
-def _bounds_in(src: DatasetReader, crs: Any) -> tuple[float, float, float, float] | None:
-    try:
-        return transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)
-    except (RasterioError, ValueError):
-        return None
+def _open_inputs(stack: ExitStack, paths: dict[str, Path]) -> dict[str, DatasetReader]:
+    """Open and check every input, then check that each overlaps the optical scene.
+
+    All inputs are checked before any is compared, so that a wrong band count or a missing CRS
+    is reported as such rather than as a failed overlap.
+    """
+    sources = {name: _open_input(stack, path, INPUTS[name]) for name, path in paths.items()}
+    opt = sources["optical"]
+    for name, src in sources.items():
+        if name != "optical":
+            _check_overlap(opt, paths["optical"], src, paths[name])
+    return sources
 
 
 def _check_overlap(opt: DatasetReader, opt_path: Path, src: DatasetReader, path: Path) -> None:
-    ob = opt.bounds
-    sb = _bounds_in(src, opt.crs)
-    # Compare in the input's CRS when its bounds cannot be expressed in the optical CRS.
-    if sb is None:
-        ob_in = _bounds_in(opt, src.crs)
-        overlap = ob_in is not None and _intersects(ob_in, tuple(src.bounds))
-        shown_opt, shown_src, crs = ob_in or tuple(ob), tuple(src.bounds), src.crs
-    else:
-        overlap = _intersects(tuple(ob), sb)
-        shown_opt, shown_src, crs = tuple(ob), sb, opt.crs
-    if not overlap:
-        raise InputError(
-            f"{opt_path} and {path} do not overlap (optical bounds {_fmt_bounds(shown_opt)}, "
-            f"{path.name} bounds {_fmt_bounds(shown_src)} in {_crs_name(crs)}); "
-            f"check the CRS of {path}"
-        )
-    if sb is not None:
-        ix = max(0.0, min(ob[2], sb[2]) - max(ob[0], sb[0]))
-        iy = max(0.0, min(ob[3], sb[3]) - max(ob[1], sb[1]))
-        covered = ix * iy / ((ob[2] - ob[0]) * (ob[3] - ob[1]))
-        if covered < 0.999:
-            log.warning(
-                "%s covers only about %.0f %% of the optical scene; the rest is NaN in the stack",
-                path,
-                100 * covered,
-            )
+    """Refuse an input that misses the optical scene; warn when it covers only part of it.
 
-
-def _intersects(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-def _same_grid(a: DatasetReader, b: DatasetReader) -> bool:
-    return (
-        a.crs == b.crs
-        and a.width == b.width
-        and a.height == b.height
-        and a.transform.almost_equals(b.transform, precision=1e-9 * max(abs(a.transform.a), 1e-9))
-    )
-
-
-def warped_view(src: DatasetReader, *, like: DatasetReader) -> WarpedVRT:
-    """A virtual, bilinear warp of ``src`` onto the grid of ``like``, read window by window.
-
-    GDAL warps only the blocks a read touches, honouring the source's nodata value, mask or
-    alpha band, and fills what ``src`` does not cover with NaN. Coordinate transforms are exact
-    (GDAL's default approximation, 1/8 source pixel along each scanline, makes values depend
-    on where the windows are cut; exact transforms make the stack independent of them).
+    No overlap is what a wrongly labelled CRS looks like, so the message shows both bounds in
+    one CRS. A partial cover is legitimate (a DEM tile at the scene's edge): the rest is NaN.
     """
-    return WarpedVRT(
-        src,
-        crs=like.crs,
-        transform=like.transform,
-        width=like.width,
-        height=like.height,
-        resampling=Resampling.bilinear,
-        tolerance=_EXACT,
-        nodata=np.nan,
-        dtype="float32",
+    if not bounds_overlap(src.bounds, src.crs, opt.bounds, opt.crs):
+        raise _no_overlap(opt, opt_path, src, path)
+    in_optical = reproject_bounds(src.bounds, src.crs, opt.crs)
+    if in_optical is None:
+        return
+    covered = _covered_fraction(tuple(opt.bounds), in_optical)
+    if covered < _FULL_COVER:
+        log.warning(
+            "%s covers only about %.0f %% of the optical scene; the rest is NaN in the stack",
+            path,
+            100 * covered,
+        )
+
+
+def _no_overlap(opt: DatasetReader, opt_path: Path, src: DatasetReader, path: Path) -> InputError:
+    """The error for an input that misses the optical scene, with both bounds in one CRS.
+
+    That CRS is the optical one, unless the input's bounds cannot be expressed there; then the
+    input's own.
+    """
+    opt_bounds: tuple[float, ...] = tuple(opt.bounds)
+    src_bounds: tuple[float, ...] = tuple(src.bounds)
+    crs = src.crs
+    in_optical = reproject_bounds(src.bounds, src.crs, opt.crs)
+    if in_optical is not None:
+        src_bounds, crs = in_optical, opt.crs
+    else:
+        opt_bounds = reproject_bounds(opt.bounds, opt.crs, src.crs) or opt_bounds
+    return InputError(
+        f"{opt_path} and {path} do not overlap (optical bounds {format_bounds(opt_bounds)}, "
+        f"{path.name} bounds {format_bounds(src_bounds)} in {crs_name(crs)}); "
+        f"check the CRS of {path}"
     )
+
+
+def _covered_fraction(scene: tuple[float, ...], other: tuple[float, ...]) -> float:
+    """Fraction of the ``scene`` bounds that the ``other`` bounds (same CRS) cover."""
+    ix = max(0.0, min(scene[2], other[2]) - max(scene[0], other[0]))
+    iy = max(0.0, min(scene[3], other[3]) - max(scene[1], other[1]))
+    return ix * iy / ((scene[2] - scene[0]) * (scene[3] - scene[1]))
 
 
 def warp_window(vrt: WarpedVRT, window: Window) -> np.ndarray:
-    """Read ``window`` of a :func:`warped_view` as float32, NaN where there is no data."""
+    """Read ``window`` of a :func:`~glaviz.util.rasters.warped_view` as float32, NaN where there
+    is no data. Its own function, so that a failing warp can be simulated in tests."""
     return read_as_float(vrt, list(range(1, vrt.count + 1)), window)
-
-
-def _stack_windows(width: int, height: int, size: int) -> Iterator[Window]:
-    for row in range(0, height, size):
-        for col in range(0, width, size):
-            yield Window(col, row, min(size, width - col), min(size, height - row))
 
 
 def _dem_crop(dem: DatasetReader, opt: DatasetReader) -> Window:
@@ -244,13 +259,12 @@ def _dem_crop(dem: DatasetReader, opt: DatasetReader) -> Window:
     the bilinear kernel when it downsamples.
     """
     full = Window(0, 0, dem.width, dem.height)
-    if _same_grid(dem, opt):
+    if same_grid(dem, opt):
         return full
-    try:
-        left, bottom, right, top = transform_bounds(opt.crs, dem.crs, *opt.bounds, densify_pts=21)
-    except (RasterioError, ValueError):
+    under = reproject_bounds(opt.bounds, opt.crs, dem.crs)
+    if under is None:
         return full
-    raw = dem.window(left, bottom, right, top)
+    raw = dem.window(*under)
     ratio = max(raw.width / opt.width, raw.height / opt.height, 1.0)
     margin = 2 + math.ceil(2 * ratio)
     c0 = max(math.floor(raw.col_off) - margin, 0)
@@ -300,6 +314,248 @@ def stack_profile(*, count: int, width: int, height: int, crs: Any, transform: A
     }
 
 
+def create_stack(
+    path: Path,
+    *,
+    bands: tuple[str, ...],
+    units: tuple[str, ...],
+    width: int,
+    height: int,
+    crs: Any,
+    transform: Any,
+) -> DatasetWriter:
+    """Open a new stack GeoTIFF for writing (:func:`stack_profile`), its bands already named.
+
+    Every stack, compiled or converted, is made here and tagged by :func:`tag_stack`, so that
+    deploy can read any of them by band description.
+    """
+    profile = stack_profile(
+        count=len(bands), width=width, height=height, crs=crs, transform=transform
+    )
+    dst = rasterio.open(path, "w", **profile)
+    dst.descriptions = bands
+    dst.units = units
+    return dst
+
+
+def tag_stack(
+    dst: DatasetWriter,
+    *,
+    inputs: dict[str, str],
+    bands: tuple[str, ...],
+    units: tuple[str, ...],
+    note: str,
+) -> None:
+    """Record what made a stack: glaviz's version, its inputs, each band's unit, and ``note``."""
+    dst.update_tags(
+        GLAVIZ_VERSION=__version__,
+        GLAVIZ_INPUTS=json.dumps(inputs),
+        GLAVIZ_UNITS=json.dumps(dict(zip(bands, units, strict=True))),
+        GLAVIZ_NOTE=note,
+    )
+    for idx, unit in enumerate(units, start=1):
+        dst.update_tags(idx, units=unit)
+
+
+def _check_window_size(window_size: int) -> None:
+    """Windows must cover whole output tiles, so each tile is written exactly once."""
+    if window_size <= 0 or window_size % BLOCK:
+        raise ConfigError(f"window_size must be a positive multiple of {BLOCK}, got {window_size}")
+
+
+def _scratch_folder(stack: ExitStack, output: Path) -> Path:
+    """A hidden folder next to ``output`` for the stack in the making, removed on exit.
+
+    Next to it, so that the final rename stays on one file system and is atomic.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent))
+    stack.callback(shutil.rmtree, scratch, ignore_errors=True)
+    return scratch
+
+
+def _dem_with_slope(
+    stack: ExitStack,
+    elevation: DatasetReader,
+    *,
+    crop: Window,
+    path: Path,
+    window_size: int,
+    bar: Progress,
+) -> DatasetReader:
+    """Elevation and its Horn slope on the DEM's own grid, cropped to the scene, as one file.
+
+    Slope is computed before any warp (warping first would smooth the gradients); keeping the
+    elevation beside it lets one warp serve both bands.
+    """
+    written = write_slope(
+        elevation,
+        path=path,
+        window=crop,
+        window_size=window_size,
+        with_elevation=True,
+        on_window=bar.advance,
+    )
+    return stack.enter_context(rasterio.open(written))
+
+
+def _band_readers(
+    stack: ExitStack,
+    sources: dict[str, DatasetReader],
+    layout: _StackBands,
+    *,
+    like: DatasetReader,
+    dem: DatasetReader | None,
+) -> list[DatasetReader | WarpedVRT]:
+    """What fills the stack's bands, in order: each input read as it is when it lies on the
+    grid of ``like``, else through a bilinear warped view.
+
+    With ``dem`` (elevation and computed slope together), that one file gives both the
+    ``elevation`` and the ``slope`` bands.
+    """
+    readers: list[DatasetReader | WarpedVRT] = []
+    for name in layout.inputs:
+        if dem is not None and name == "slope":
+            continue
+        src = dem if dem is not None and name == "elevation" else sources[name]
+        readers.append(
+            src if same_grid(src, like) else stack.enter_context(warped_view(src, like=like))
+        )
+    assert sum(src.count for src in readers) == len(layout.bands)
+    return readers
+
+
+def _read_window(
+    readers: list[DatasetReader | WarpedVRT], window: Window, count: int
+) -> np.ndarray:
+    """All ``count`` stack bands of one window, float32 with NaN where there is no data."""
+    chunk = np.empty((count, int(window.height), int(window.width)), np.float32)
+    i = 0
+    for src in readers:
+        k = src.count
+        if isinstance(src, WarpedVRT):
+            chunk[i : i + k] = warp_window(src, window)
+        else:
+            chunk[i : i + k] = read_as_float(src, list(range(1, k + 1)), window)
+        i += k
+    return chunk
+
+
+def _optical_max(chunk: np.ndarray) -> float:
+    """The largest optical value of a window (its first six bands); -inf when all are NaN."""
+    with np.errstate(invalid="ignore"):
+        if np.isfinite(chunk[:6]).any():
+            return float(np.nanmax(chunk[:6]))
+    return -np.inf
+
+
+def _provenance(paths: dict[str, Path]) -> dict[str, str]:
+    """The stack's ``GLAVIZ_INPUTS`` tag: each input's absolute path, or how slope was made."""
+    provenance = {name: str(path.resolve()) for name, path in paths.items()}
+    if "slope" not in paths:
+        provenance["slope"] = f"computed from {paths['elevation'].name} (Horn's method, degrees)"
+    return provenance
+
+
+def _write_stack(
+    path: Path,
+    readers: list[DatasetReader | WarpedVRT],
+    layout: _StackBands,
+    *,
+    like: DatasetReader,
+    window_size: int,
+    provenance: dict[str, str],
+    on_window: Callable[[Window], Any] | None,
+    bar: Progress,
+) -> float:
+    """Write the stack on the grid of ``like`` window by window, then tag it.
+
+    Returns the largest optical value written, for the check that the optical input is
+    reflectance rather than digital numbers.
+    """
+    optical_max = -np.inf
+    with create_stack(
+        path,
+        bands=layout.bands,
+        units=layout.units,
+        width=like.width,
+        height=like.height,
+        crs=like.crs,
+        transform=like.transform,
+    ) as dst:
+        for win in windows(Window(0, 0, like.width, like.height), window_size):
+            chunk = _read_window(readers, win, len(layout.bands))
+            optical_max = max(optical_max, _optical_max(chunk))
+            dst.write(chunk, window=win)
+            if on_window is not None:
+                on_window(win)
+            bar.advance()
+        tag_stack(
+            dst,
+            inputs=provenance,
+            bands=layout.bands,
+            units=layout.units,
+            note="physical units; glaviz normalises with the model's statistics",
+        )
+    return optical_max
+
+
+def _fill_stack(
+    stack: ExitStack,
+    sources: dict[str, DatasetReader],
+    layout: _StackBands,
+    part: Path,
+    *,
+    window_size: int,
+    provenance: dict[str, str],
+    progress: bool,
+    on_window: Callable[[Window], Any] | None,
+) -> float:
+    """Compute slope when it is not given, line up the band readers and write the stack at
+    ``part`` on the optical grid, under one progress bar for both phases.
+
+    Scratch files (the slope) go next to ``part``. Returns the largest optical value written.
+    """
+    opt = sources["optical"]
+    crop = _dem_crop(sources["elevation"], opt) if layout.slope_computed else None
+    total = count_windows(Window(0, 0, opt.width, opt.height), window_size)
+    if crop is not None:
+        total += count_windows(crop, window_size)
+    with Progress(progress, total=total, description="features") as bar:
+        dem = None
+        if crop is not None:
+            bar.describe("slope")
+            dem = _dem_with_slope(
+                stack,
+                sources["elevation"],
+                crop=crop,
+                path=part.parent / "dem.tif",
+                window_size=window_size,
+                bar=bar,
+            )
+        readers = _band_readers(stack, sources, layout, like=opt, dem=dem)
+        bar.describe("stack")
+        return _write_stack(
+            part,
+            readers,
+            layout,
+            like=opt,
+            window_size=window_size,
+            provenance=provenance,
+            on_window=on_window,
+            bar=bar,
+        )
+
+
+def _warn_if_unscaled(optical_max: float) -> None:
+    """Warn when the optical values look like digital numbers rather than reflectance."""
+    if optical_max > 100:
+        log.warning(
+            "optical values reach %.6g; the model expects TOA reflectance (about 0-1). "
+            "Scale digital numbers first (e.g. Sentinel-2 L1C: divide by 10000)",
+            optical_max,
+        )
+
+
 def compile_stack(
     *,
     output: str | Path,
@@ -331,8 +587,7 @@ def compile_stack(
     left at ``output`` unless the whole stack was written.
     """
     started = time.perf_counter()
-    if window_size <= 0 or window_size % BLOCK:
-        raise ConfigError(f"window_size must be a positive multiple of {BLOCK}, got {window_size}")
+    _check_window_size(window_size)
     given = {
         "optical": optical,
         "elevation": elevation,
@@ -345,115 +600,35 @@ def compile_stack(
     paths = {k: Path(v) for k, v in given.items() if v is not None}
     output = resolve_output(Path(output), paths, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
+    layout = _StackBands.of(paths, slope_computed=slope is None)
 
     with ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
-        sources: dict[str, DatasetReader] = {}
-        for name, path in paths.items():
-            spec = INPUTS[name]
-            src = _open(stack, path, spec)
-            _check_input(src, path, spec, expected_count=len(spec.bands))
-            sources[name] = src
+        sources = _open_inputs(stack, paths)
         opt = sources["optical"]
-        for name, src in sources.items():
-            if name != "optical":
-                _check_overlap(opt, paths["optical"], src, paths[name])
-
-        scratch = Path(
-            tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent)
+        part = _scratch_folder(stack, output) / output.name
+        optical_max = _fill_stack(
+            stack,
+            sources,
+            layout,
+            part,
+            window_size=window_size,
+            provenance=_provenance(paths),
+            progress=progress,
+            on_window=on_window,
         )
-        stack.callback(shutil.rmtree, scratch, ignore_errors=True)
-
-        order = [n for n in INPUTS if n in sources or (n == "slope" and slope is None)]
-        bands = tuple(b for n in order for b in INPUTS[n].bands)
-        units = tuple(u for n in order for u in INPUTS[n].units)
-        n_windows = math.ceil(opt.height / window_size) * math.ceil(opt.width / window_size)
-
-        dem_crop = _dem_crop(sources["elevation"], opt) if slope is None else None
-        total = n_windows + (count_windows(dem_crop, window_size) if dem_crop else 0)
-        with Progress(progress, total=total, description="features") as bar:
-            # What fills the stack's bands, in order: (input, dataset or warped view).
-            readers: list[tuple[str, Any]] = []
-            if dem_crop is not None:
-                bar.describe("slope")
-                # Elevation and slope together on the DEM grid: one warp for both.
-                dem_path = write_slope(
-                    sources["elevation"],
-                    path=scratch / "dem.tif",
-                    window=dem_crop,
-                    window_size=window_size,
-                    with_elevation=True,
-                    on_window=bar.advance,
-                )
-                sources["dem"] = stack.enter_context(rasterio.open(dem_path))
-            for name in order:
-                if name == "slope" and "dem" in sources:
-                    continue
-                key = "dem" if name == "elevation" and "dem" in sources else name
-                src = sources[key]
-                if not _same_grid(src, opt):
-                    src = stack.enter_context(warped_view(src, like=opt))
-                readers.append((key, src))
-
-            assert sum(src.count for _, src in readers) == len(bands)
-            bar.describe("stack")
-            profile = stack_profile(
-                count=len(bands),
-                width=opt.width,
-                height=opt.height,
-                crs=opt.crs,
-                transform=opt.transform,
-            )
-            part = scratch / output.name
-            optical_max = -np.inf
-            with rasterio.open(part, "w", **profile) as dst:
-                dst.descriptions = bands
-                dst.units = units
-                for win in _stack_windows(opt.width, opt.height, window_size):
-                    chunk = np.empty((len(bands), int(win.height), int(win.width)), np.float32)
-                    i = 0
-                    for _, src in readers:
-                        k = src.count
-                        if isinstance(src, WarpedVRT):
-                            chunk[i : i + k] = warp_window(src, win)
-                        else:
-                            chunk[i : i + k] = read_as_float(src, list(range(1, k + 1)), win)
-                        i += k
-                    with np.errstate(invalid="ignore"):
-                        if np.isfinite(chunk[:6]).any():
-                            optical_max = max(optical_max, float(np.nanmax(chunk[:6])))
-                    dst.write(chunk, window=win)
-                    if on_window is not None:
-                        on_window(win)
-                    bar.advance()
-                provenance = {n: str(paths[n].resolve()) for n in paths}
-                if "slope" not in paths:
-                    provenance["slope"] = (
-                        f"computed from {paths['elevation'].name} (Horn's method, degrees)"
-                    )
-                dst.update_tags(
-                    GLAVIZ_VERSION=__version__,
-                    GLAVIZ_INPUTS=json.dumps(provenance),
-                    GLAVIZ_UNITS=json.dumps(dict(zip(bands, units, strict=True))),
-                    GLAVIZ_NOTE="physical units; glaviz normalises with the model's statistics",
-                )
-                for idx, unit in enumerate(units, start=1):
-                    dst.update_tags(idx, units=unit)
-        if optical_max > 100:
-            log.warning(
-                "optical values reach %.6g; the model expects TOA reflectance (about 0-1). "
-                "Scale digital numbers first (e.g. Sentinel-2 L1C: divide by 10000)",
-                optical_max,
-            )
+        _warn_if_unscaled(optical_max)
         os.replace(part, output)
         return StackResult(
             path=output,
             width=opt.width,
             height=opt.height,
-            crs=_crs_name(opt.crs),
-            bands=bands,
-            groups=tuple(g for g, names in GROUP_STACK_BANDS.items() if set(names) <= set(bands)),
-            slope_computed=slope is None,
+            crs=crs_name(opt.crs),
+            bands=layout.bands,
+            groups=tuple(
+                g for g, names in GROUP_STACK_BANDS.items() if set(names) <= set(layout.bands)
+            ),
+            slope_computed=layout.slope_computed,
             seconds=time.perf_counter() - started,
             inputs={n: str(p) for n, p in paths.items()},
         )

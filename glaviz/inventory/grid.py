@@ -22,6 +22,20 @@ import numpy as np
 from affine import Affine
 
 from glaviz.errors import ConfigError, InputError
+from glaviz.util.rasters import (
+    bounds_overlap,
+    crs_name,
+    format_bounds,
+    intersects,
+    linear_unit,
+    open_raster,
+    read_as_float,
+    reproject_bounds,
+    require_crs,
+    require_north_up,
+    same_grid,
+    warped_view,
+)
 
 log = logging.getLogger("glaviz.inventory")
 
@@ -113,22 +127,10 @@ def acquisition_date(record: Path | None) -> str | None:
 
 def open_outlines(source: Path) -> Scene:
     """Read the outline mask (1 = ice) onto the working grid, warping geographic ones to UTM."""
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
     path, record = resolve_outlines(source)
-    try:
-        src = rasterio.open(path)
-    except RasterioIOError as exc:
-        raise InputError(f"cannot read outlines {path}: {exc}") from None
-    with src:
-        if src.crs is None:
-            raise InputError(
-                f"outlines {path} have no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:<code> "
-                f"{path}) so that areas and the DEM can be placed"
-            )
-        if not src.transform.is_rectilinear:
-            raise InputError(f"outlines {path} have a rotated geotransform; warp them north-up")
+    with open_raster(path, "outlines") as src:
+        require_crs(src, path, "outlines")
+        require_north_up(src, path, "outlines")
         band = src.read(1)
         nodata = src.nodata if src.nodata is not None else OUTLINE_NODATA
         if src.crs.is_geographic:
@@ -194,71 +196,44 @@ def _warp_to_utm(src: Any, band: np.ndarray, nodata: float) -> tuple[Grid, np.nd
 
 
 def _metres_per_unit(crs: Any) -> float:
-    try:
-        return float(crs.linear_units_factor[1])
-    except Exception:  # rasterio raises CRSError for CRSs without a linear unit
-        return 1.0
-
-
-def _intersects(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-def _fmt(b: tuple[float, ...]) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in b) + ")"
+    """Metres per CRS unit; a CRS without a linear unit is taken to be in metres."""
+    unit = linear_unit(crs)
+    return unit[1] if unit is not None else 1.0
 
 
 class DemReader:
     """The DEM on the working grid, read (and warped, bilinear) one window at a time."""
 
     def __init__(self, path: Path, grid: Grid) -> None:
-        import rasterio
-        from rasterio.errors import RasterioError, RasterioIOError
-        from rasterio.warp import transform_bounds
-
         self.path = Path(path)
-        if not self.path.exists():
-            raise InputError(f"DEM {self.path} does not exist; check the --dem path")
+        self._src = open_raster(self.path, "DEM", missing="check the --dem path")
         try:
-            self._src = rasterio.open(self.path)
-        except RasterioIOError as exc:
-            raise InputError(f"cannot read DEM {self.path}: {exc}") from None
-        src = self._src
-        if src.crs is None:
-            src.close()
-            raise InputError(
-                f"DEM {self.path} has no CRS; assign one (gdal_edit.py -a_srs EPSG:<code> "
-                f"{self.path})"
-            )
-        try:
-            dem_bounds = transform_bounds(src.crs, grid.crs, *src.bounds, densify_pts=21)
-        except (RasterioError, ValueError):
-            dem_bounds = None
-        if dem_bounds is None or not _intersects(dem_bounds, grid.bounds):
-            src.close()
-            shown = _fmt(dem_bounds) if dem_bounds is not None else "(not transformable)"
-            raise InputError(
-                f"DEM {self.path} does not overlap the outlines (outline bounds "
-                f"{_fmt(grid.bounds)}, DEM bounds {shown} in {grid.crs}); check the DEM's CRS"
-            )
-        same = (
-            src.crs == grid.crs
-            and src.width == grid.width
-            and src.height == grid.height
-            and src.transform.almost_equals(grid.transform, precision=1e-9 * abs(grid.xres))
-        )
-        if same:
-            self._view: Any = src
+            require_crs(self._src, self.path, "DEM")
+            self._check_overlap(grid)
+        except InputError:
+            self._src.close()
+            raise
+        if same_grid(self._src, grid):
+            self._view: Any = self._src
         else:
-            from glaviz.features.stack import warped_view
+            self._view = warped_view(self._src, like=grid)
 
-            self._view = warped_view(src, like=grid)  # type: ignore[arg-type]
+    def _check_overlap(self, grid: Grid) -> None:
+        """Refuse a DEM that misses the outlines, which is also what a wrong CRS label does."""
+        src = self._src
+        if bounds_overlap(src.bounds, src.crs, grid.bounds, grid.crs):
+            return
+        dem_bounds = reproject_bounds(src.bounds, src.crs, grid.crs)
+        shown = format_bounds(dem_bounds) if dem_bounds is not None else "(not transformable)"
+        raise InputError(
+            f"DEM {self.path} does not overlap the outlines (outline bounds "
+            f"{format_bounds(grid.bounds)}, DEM bounds {shown} in {crs_name(grid.crs)}); "
+            "check the DEM's CRS"
+        )
 
     def read(self, rows: slice, cols: slice) -> np.ndarray:
         """Elevations of a window of the working grid, float32, NaN where there are none."""
         from rasterio.windows import Window
-
-        from glaviz.features.slope import read_as_float
 
         window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
         return read_as_float(self._view, 1, window)
@@ -299,12 +274,12 @@ class ReferenceInventory:
             )
         frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty].reset_index(drop=True)
         frame = frame.to_crs(grid.crs)
-        if len(frame) == 0 or not _intersects(tuple(frame.total_bounds), grid.bounds):
+        if len(frame) == 0 or not intersects(tuple(frame.total_bounds), grid.bounds):
             raise InputError(
                 f"reference {self.path} does not overlap the outlines (outline bounds "
-                f"{_fmt(grid.bounds)}, reference bounds "
-                f"{_fmt(tuple(frame.total_bounds)) if len(frame) else '(empty)'} in "
-                f"{grid.crs}); check the reference's CRS"
+                f"{format_bounds(grid.bounds)}, reference bounds "
+                f"{format_bounds(frame.total_bounds) if len(frame) else '(empty)'} in "
+                f"{crs_name(grid.crs)}); check the reference's CRS"
             )
         self.grid = grid
         self.frame = frame
