@@ -46,20 +46,22 @@ def main() -> None:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="glaviz-train-input-"))
 
+    from glaviz.config import TrainConfig
+    from glaviz.config.loading import validate
     from glaviz.samples import make_benchmark_splits
-    from glaviz.training import validate_config
     from glaviz.training.data import open_training_data, train_dataset
     from glaviz.util.tf import import_tensorflow
 
     splits = make_benchmark_splits(
         workdir, tiles=(args.tiles, 1, 1), tile_size=args.tile_size, patch_size=384, seed=3
     )
-    config = validate_config(
+    config = validate(
+        TrainConfig,
         {
             "output": str(workdir / "run"),
             "data": {"train": str(splits["train"]), "val": str(splits["val"])},
             "training": {"batch_size": 8},
-        }
+        },
     )
     import_tensorflow()
     import keras

@@ -57,7 +57,7 @@ EXIT_MEANINGS: dict[int, str] = {
     0: "done or skipped",
     GlavizError.exit_code: "data or runtime error",
     ConfigError.exit_code: "usage or configuration error",
-    OutputExistsError.exit_code: "output exists (pass --overwrite or --skip-existing)",
+    OutputExistsError.exit_code: "output exists",
 }
 
 #: Exit status of a run stopped by signal N (SIGINT 130, SIGTERM 143, SIGHUP 129).

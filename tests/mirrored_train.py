@@ -26,11 +26,12 @@ def main(replicas: int, config_path: str, out: str) -> None:
 
     import importlib
 
+    from glaviz.config.loading import load_train_config
     from glaviz.model.bundle import load_bundle
-    from glaviz.training import load_config, train
+    from glaviz.training import train
 
     strategy = importlib.import_module("glaviz.training.train")._strategy(tf)
-    result = train(load_config(config_path))
+    result = train(load_train_config(config_path))
     weights = load_bundle(result.bundle).train_model.get_weights()
     np.savez(
         out,

@@ -278,3 +278,26 @@ def test_import_glaviz_is_light_and_exposes_the_api() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_error_lines_say_where_each_value_came_from(tmp_path, capsys) -> None:
+    cfg = tmp_path / "deploy.toml"
+    cfg.write_text('stack = "s.tif"\nweights = "global"\nsmoothing = -1\n')
+    assert main(["deploy", "--config", str(cfg), "--batch-size", "0"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("Error: smoothing:") and f"(in {cfg})" in line for line in lines)
+    assert any(
+        line.startswith("Error: batch_size:") and "(on the command line)" in line for line in lines
+    )
+
+
+def test_batch_job_files_use_the_same_error_lines(tmp_path) -> None:
+    from glaviz.config.batch import load_job
+
+    job = tmp_path / "job.toml"
+    job.write_text('output = "o"\n[[scene]]\nid = "a"\nstak = "a.tif"\n')
+    with pytest.raises(ConfigError) as info:
+        load_job(job)
+    message = str(info.value)
+    assert message.startswith(f"job file {job}: ") and "\n" not in message
+    assert "scene.0.stak: unknown setting; did you mean scene.0.stack?" in message

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from glaviz.cli.app import main
+from glaviz.config.loading import apply_overrides, load_train_config, parse_override, validate
+from glaviz.config.train import AugmentSection, TrainConfig
 from glaviz.errors import ConfigError, InputError, OutputExistsError, WeightsError
 from glaviz.samples import make_benchmark_splits
-from glaviz.training import load_config, read_state, train, validate_config
-from glaviz.training.config import AugmentSection, apply_overrides, parse_override
+from glaviz.training import read_state, train
 from glaviz.training.data import LocationEncoder, augment_sample
 
 # --------------------------------------------------------------------------------------------------
@@ -69,7 +70,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 
 def test_defaults_follow_the_published_recipe() -> None:
-    config = validate_config(raw_config())
+    config = validate(TrainConfig, raw_config())
     assert config.model.patch_size == 384 and config.model.preset == "paper"
     assert config.training.batch_size == 8
     assert config.epochs == 150 and config.restart_epochs == [10, 30, 70, 150]
@@ -77,7 +78,9 @@ def test_defaults_follow_the_published_recipe() -> None:
     assert config.training.focal_gamma == 2.0
     assert (config.training.deep_supervision_weight, config.training.output_weight) == (0.5, 1.0)
     assert config.model.train_dropout is False
-    tuned = validate_config(raw_config(training={"strategy": "finetune", "weights": "global"}))
+    tuned = validate(
+        TrainConfig, raw_config(training={"strategy": "finetune", "weights": "global"})
+    )
     assert tuned.epochs == 80 and tuned.learning_rate == 5e-5 and tuned.restart_epochs == [80]
 
 
@@ -88,7 +91,7 @@ def test_errors_name_every_bad_field() -> None:
         augment={"label_smoothing": 1.5},
     )
     with pytest.raises(ConfigError) as info:
-        validate_config(bad, source="bad.toml")
+        validate(TrainConfig, bad, source="bad.toml")
     message = str(info.value)
     assert "bad.toml" in message
     assert "model.patch_size: must be a multiple of 16, got 100" in message
@@ -97,18 +100,18 @@ def test_errors_name_every_bad_field() -> None:
     assert "training.batch_szie: unknown setting" in message
     assert "augment.label_smoothing: must be in [0, 1), got 1.5" in message
     with pytest.raises(ConfigError, match=r"data\.train: required setting is missing"):
-        validate_config({"data": {"val": "v.h5"}})
+        validate(TrainConfig, {"data": {"val": "v.h5"}})
     with pytest.raises(ConfigError, match="unknown feature group"):
-        validate_config(raw_config(data={"train": "t", "val": "v", "features": ["optics"]}))
+        validate(TrainConfig, raw_config(data={"train": "t", "val": "v", "features": ["optics"]}))
 
 
 def test_strategy_rules() -> None:
     with pytest.raises(ConfigError, match=r"needs training.weights"):
-        validate_config(raw_config(training={"strategy": "finetune"}))
+        validate(TrainConfig, raw_config(training={"strategy": "finetune"}))
     with pytest.raises(ConfigError, match=r"regional' needs data.regions"):
-        validate_config(raw_config(training={"strategy": "regional"}))
+        validate(TrainConfig, raw_config(training={"strategy": "regional"}))
     with pytest.raises(ConfigError, match="use strategy = 'regional'"):
-        validate_config(raw_config(data={"train": "t", "val": "v", "regions": ["ALP"]}))
+        validate(TrainConfig, raw_config(data={"train": "t", "val": "v", "regions": ["ALP"]}))
 
 
 def test_set_overrides(tmp_path: Path) -> None:
@@ -124,18 +127,18 @@ def test_set_overrides(tmp_path: Path) -> None:
 
     toml = tmp_path / "c.toml"
     toml.write_text('[data]\ntrain = "a.h5"\nval = "b.h5"\n')
-    config = load_config(toml, ["model.patch_size=64", "training.epochs=3"])
+    config = load_train_config(toml, ["model.patch_size=64", "training.epochs=3"])
     assert config.model.patch_size == 64 and config.epochs == 3
     with pytest.raises(ConfigError, match=r"model.patch_size: must be a multiple of 16, got 100"):
-        load_config(toml, ["model.patch_size=100"])
+        load_train_config(toml, ["model.patch_size=100"])
     with pytest.raises(ConfigError, match=r"model.pach_size: unknown setting"):
-        load_config(toml, ["model.pach_size=64"])
+        load_train_config(toml, ["model.pach_size=64"])
     with pytest.raises(ConfigError, match="does not exist"):
-        load_config(tmp_path / "nope.toml")
+        load_train_config(tmp_path / "nope.toml")
     (tmp_path / "broken.toml").write_text("[data\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        load_config(tmp_path / "broken.toml")
-    tuned = load_config(toml, weights="global")
+        load_train_config(tmp_path / "broken.toml")
+    tuned = load_train_config(toml, weights="global")
     assert tuned.training.strategy == "finetune" and tuned.training.weights == "global"
 
 
@@ -146,6 +149,85 @@ def test_cli_config_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 2
     assert err.startswith("Error: ") and err.count("\n") == 1
     assert "model.patch_size: must be a multiple of 16, got 100" in err
+
+
+def _project(root: Path) -> Path:
+    """``root/data/{train,val}.h5`` and ``root/models/m.glaviz``; returns ``root/configs``."""
+    for name in ("data/train.h5", "data/val.h5", "models/m.glaviz"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+    (root / "configs").mkdir()
+    return root / "configs"
+
+
+def test_paths_in_a_train_config_are_relative_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = _project(tmp_path)
+    toml = configs / "run.toml"
+    toml.write_text(
+        'output = "../runs/a"\n[data]\ntrain = "../data/train.h5"\nval = "../data/val.h5"\n'
+        '[training]\nstrategy = "finetune"\nweights = "../models/m.glaviz"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_train_config(toml)
+    assert config.output == tmp_path / "runs" / "a"
+    assert (config.data.train, config.data.val) == (
+        tmp_path / "data" / "train.h5",
+        tmp_path / "data" / "val.h5",
+    )
+    assert config.training.weights == str(tmp_path / "models" / "m.glaviz")
+    # What is typed on the command line stays relative to the working directory; names stay names.
+    typed = load_train_config(toml, ["data.val=v.h5", "output=out"], weights="global")
+    assert typed.data.val == elsewhere / "v.h5" and typed.output == elsewhere / "out"
+    assert typed.training.weights == "global"
+
+
+def test_old_style_cwd_relative_path_is_one_error_naming_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = _project(tmp_path)
+    toml = configs / "run.toml"
+    # Written for the old rule: relative to the working directory (tmp_path), not to configs/.
+    toml.write_text('[data]\ntrain = "data/train.h5"\nval = "../data/val.h5"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_train_config(toml)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith('data.train = "data/train.h5"')
+    assert "now relative to the config file" in message and "since this release" in message
+    assert '"../data/train.h5"' in message and str(tmp_path / "data" / "train.h5") in message
+    code, err = run_cli(["train", str(toml)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "../data/train.h5" in err
+    # A --set value replaces the file's path, so the file's old path no longer matters.
+    config = load_train_config(toml, ["data.train=data/train.h5"])
+    assert config.data.train == tmp_path / "data" / "train.h5"
+    # A path that exists next to the file is the file's, whatever the working directory holds.
+    (configs / "data").mkdir()
+    (configs / "data" / "train.h5").write_bytes(b"")
+    assert load_train_config(toml).data.train == configs / "data" / "train.h5"
+
+
+def test_error_lines_name_origin_and_nearest_key(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('[data]\ntrain = "a.h5"\nval = "b.h5"\n[traning]\nepochs = 2\n')
+    with pytest.raises(ConfigError) as info:
+        load_train_config(toml, ["training.batch_szie=4", "model.patch_size=24"])
+    lines = str(info.value).splitlines()
+    assert f"traning: unknown setting (in {toml}); did you mean training?" in lines
+    assert (
+        "training.batch_szie: unknown setting (from --set); did you mean training.batch_size?"
+        in (lines)
+    )
+    assert "model.patch_size: must be a multiple of 16, got 24 (from --set)" in lines
+    toml.write_text("[model]\npreset = 'tiny'\n")
+    with pytest.raises(ConfigError, match=r"required section \[data\] is missing"):
+        load_train_config(toml)
+    toml.write_text('[data]\nval = "b.h5"\n')
+    with pytest.raises(ConfigError, match=r"give --set data\.train=… on the command line"):
+        load_train_config(toml)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -167,12 +249,12 @@ def test_missing_dataset_group(tmp_path: Path, splits: dict[str, Path]) -> None:
     broken.write_bytes(splits["train"].read_bytes())
     with h5py.File(broken, "a") as f:
         del f[next(iter(f))]["outlines"]
-    config = load_config(
+    config = load_train_config(
         tiny_toml(tmp_path / "c.toml", {**splits, "train": broken}, tmp_path / "run")
     )
     with pytest.raises(InputError, match="has no 'outlines' dataset"):
         train(config)
-    missing = load_config(
+    missing = load_train_config(
         tiny_toml(tmp_path / "d.toml", {**splits, "val": tmp_path / "nope.h5"}, tmp_path / "r2")
     )
     with pytest.raises(InputError, match=r"nope\.h5 does not exist"):
@@ -181,7 +263,7 @@ def test_missing_dataset_group(tmp_path: Path, splits: dict[str, Path]) -> None:
 
 def test_region_filter_that_matches_nothing(tmp_path: Path, splits: dict[str, Path]) -> None:
     toml = tiny_toml(tmp_path / "c.toml", splits, tmp_path / "run", 'strategy = "regional"')
-    config = load_config(toml, ["data.regions=['NZ']"])
+    config = load_train_config(toml, ["data.regions=['NZ']"])
     with pytest.raises(InputError, match="no tiles in regions"):
         train(config)
 
@@ -282,11 +364,11 @@ def test_train_epoch_bundle_and_resume(
 
     # Starting again in the same folder is refused; resuming without raising epochs too.
     with pytest.raises(OutputExistsError, match="--resume"):
-        train(load_config(toml))
+        train(load_train_config(toml))
     with pytest.raises(ConfigError, match="already completed 1 epochs"):
-        train(load_config(toml), resume=True)
+        train(load_train_config(toml), resume=True)
     with pytest.raises(ConfigError, match="differ"):
-        train(load_config(toml, ["training.epochs=2", "model.patch_size=16"]), resume=True)
+        train(load_train_config(toml, ["training.epochs=2", "model.patch_size=16"]), resume=True)
 
     state = read_state(out)
     assert state is not None and state["epoch"] == 1
@@ -305,23 +387,23 @@ def test_train_epoch_bundle_and_resume(
 
     # Fine-tuning needs the same architecture: a different patch size is one clear error.
     other = tiny_toml(tmp_path / "f.toml", splits, tmp_path / "ft")
-    tuned = load_config(other, ["model.patch_size=16"], weights=str(bundle))
+    tuned = load_train_config(other, ["model.patch_size=16"], weights=str(bundle))
     with pytest.raises(WeightsError, match=r"cannot fine-tune from .*patch_size 32 vs 16"):
         train(tuned)
     json.dumps(state)  # the resume state is plain JSON
 
 
 def test_resume_without_state(tmp_path: Path, splits: dict[str, Path]) -> None:
-    config = load_config(tiny_toml(tmp_path / "c.toml", splits, tmp_path / "run"))
+    config = load_train_config(tiny_toml(tmp_path / "c.toml", splits, tmp_path / "run"))
     with pytest.raises(ConfigError, match="nothing to resume"):
         train(config, resume=True)
 
 
 @pytest.mark.slow
 def test_finetune_from_bundle(tmp_path: Path, splits: dict[str, Path]) -> None:
-    first = train(load_config(tiny_toml(tmp_path / "a.toml", splits, tmp_path / "a")))
+    first = train(load_train_config(tiny_toml(tmp_path / "a.toml", splits, tmp_path / "a")))
     tuned = train(
-        load_config(
+        load_train_config(
             tiny_toml(tmp_path / "b.toml", splits, tmp_path / "b"), weights=str(first.bundle)
         )
     )

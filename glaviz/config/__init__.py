@@ -1,8 +1,10 @@
 """One pydantic model per command: the single definition of its options.
 
 The CLI options, ``--config`` files and the settings recorded in run records all come from these
-models, so an option is written once. ``glaviz.config.loading`` reads config files and merges
-them with the command line; the models themselves import nothing heavy.
+models, so an option is written once. ``glaviz train``'s model (:class:`TrainConfig`) is nested
+in sections because a training run is described by a file rather than typed options.
+``glaviz.config.loading`` is the one reader: it reads config files and merges them with the
+command line for every command, train included; the models themselves import nothing heavy.
 """
 
 from glaviz.config.base import CommandConfig
@@ -14,6 +16,7 @@ from glaviz.config.fetch import FetchDatasetConfig, FetchWeightsConfig
 from glaviz.config.inventory import InventoryConfig
 from glaviz.config.optimise_bias import OptimiseBiasConfig
 from glaviz.config.predict import PredictConfig
+from glaviz.config.train import TrainConfig
 
 __all__ = [
     "CalibrateConfig",
@@ -26,4 +29,5 @@ __all__ = [
     "InventoryConfig",
     "OptimiseBiasConfig",
     "PredictConfig",
+    "TrainConfig",
 ]

@@ -43,6 +43,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from glaviz.config.base import CommandConfig
 from glaviz.config.deploy import DeployConfig
 from glaviz.config.features import RASTER_INPUTS, FeaturesConfig
+from glaviz.config.loading import error_summary
 from glaviz.errors import ConfigError
 
 #: Raw inputs of ``glaviz features``, by the features config's field names.
@@ -160,7 +161,7 @@ class JobConfig(CommandConfig):
         try:
             return DeployConfig(**values)
         except ValidationError as exc:
-            raise ConfigError(f"scene {spec.id!r}: {_one_line(exc)}") from None
+            raise ConfigError(f"scene {spec.id!r}: {error_summary(exc, DeployConfig)}") from None
 
     def features_config(self, spec: SceneSpec, *, output: Path) -> FeaturesConfig | None:
         """The features settings of a raw-input scene (None for a scene given as a stack)."""
@@ -177,7 +178,7 @@ class JobConfig(CommandConfig):
         try:
             return FeaturesConfig(**values)
         except ValidationError as exc:
-            raise ConfigError(f"scene {spec.id!r}: {_one_line(exc)}") from None
+            raise ConfigError(f"scene {spec.id!r}: {error_summary(exc, FeaturesConfig)}") from None
 
 
 def load_job(path: str | Path) -> tuple[JobConfig, list[SceneSpec]]:
@@ -207,7 +208,7 @@ def load_job(path: str | Path) -> tuple[JobConfig, list[SceneSpec]]:
     try:
         job = JobConfig(**raw)
     except ValidationError as exc:
-        raise ConfigError(f"job file {path}: {_one_line(exc)}") from None
+        raise ConfigError(f"job file {path}: {error_summary(exc, JobConfig)}") from None
     scenes = list(job.scene)
     if job.manifest is not None:
         scenes += read_manifest(job.manifest)
@@ -237,7 +238,9 @@ def read_manifest(path: Path) -> list[SceneSpec]:
         try:
             scenes.append(SceneSpec(**_resolve_scene(values, base)))
         except ValidationError as exc:
-            raise ConfigError(f"manifest {path} line {number}: {_one_line(exc)}") from None
+            raise ConfigError(
+                f"manifest {path} line {number}: {error_summary(exc, SceneSpec)}"
+            ) from None
     return scenes
 
 
@@ -271,11 +274,3 @@ def _resolve_section(values: dict[str, Any], base: Path) -> dict[str, Any]:
 def _looks_like_path(value: str) -> bool:
     """A weights/calibration value that names a file rather than a registry entry."""
     return any(c in value for c in "/\\") or value.endswith((".h5", ".glaviz", ".json", ".keras"))
-
-
-def _one_line(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "value"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)

@@ -1,9 +1,11 @@
-"""Training GlaViTU on the benchmark HDF5 layout: config, input pipeline, recipe, loop.
+"""Training GlaViTU on the benchmark HDF5 layout: input pipeline, recipe, loop, run records.
 
-Public API::
+The configuration is :class:`glaviz.config.TrainConfig`, read like every other command's by
+:mod:`glaviz.config.loading`::
 
-    from glaviz.training import load_config, train
-    result = train(load_config("configs/demo.toml", ["training.epochs=3"]), progress=True)
+    from glaviz.config.loading import load_train_config
+    from glaviz.training import train
+    result = train(load_train_config("configs/demo.toml", ["training.epochs=3"]), progress=True)
     result.bundle  # <output>/model.glaviz
 
 Nothing here imports TensorFlow at import time; :func:`train` does when it starts.
@@ -11,16 +13,6 @@ Nothing here imports TensorFlow at import time; :func:`train` does when it start
 
 from __future__ import annotations
 
-from glaviz.training.config import TrainConfig, apply_overrides, load_config, validate_config
 from glaviz.training.train import TrainResult, model_config, read_state, train
 
-__all__ = [
-    "TrainConfig",
-    "TrainResult",
-    "apply_overrides",
-    "load_config",
-    "model_config",
-    "read_state",
-    "train",
-    "validate_config",
-]
+__all__ = ["TrainResult", "model_config", "read_state", "train"]

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from glaviz.config.train import AugmentSection, TrainConfig
 from glaviz.errors import InputError
 from glaviz.published.benchmark import BenchmarkDataset, TileInfo, split_of
 from glaviz.published.groups import GROUP_BANDS
 from glaviz.published.location import UNKNOWN_REGION, LocationEncoder
-from glaviz.training.config import AugmentSection, TrainConfig
 
 log = logging.getLogger("glaviz.training")
 

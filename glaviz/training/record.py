@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from glaviz import __version__
+from glaviz.config.train import TrainConfig
 from glaviz.runs.outputs import output_exists
 from glaviz.runs.records import differences, fingerprint, read_record, weights_sha256
-from glaviz.training.config import TrainConfig
 
 RECORD_NAME = "run.json"
 BUNDLE_NAME = "model.glaviz"

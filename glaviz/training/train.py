@@ -17,26 +17,31 @@ epoch. Nothing is pickled: weights and optimizer slots are plain HDF5 datasets.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from glaviz.config.train import DataSection, TrainConfig
 from glaviz.errors import ConfigError, InputError, WeightsError
 from glaviz.model.glavitu import GlaViTUConfig
 from glaviz.published.location import region_names
 from glaviz.runs.atomic import atomic_path, write_json_atomic
 from glaviz.runs.outputs import output_exists
 from glaviz.runs.records import write_record
-from glaviz.training.config import TrainConfig
 from glaviz.training.data import TrainingData
 from glaviz.training.record import RECORD_NAME, train_record
+
+if TYPE_CHECKING:
+    from glaviz.model.bundle import BundleMetadata
 
 log = logging.getLogger("glaviz.training")
 
@@ -208,10 +213,6 @@ def _read_variables(path: Path, variables: list[Any], what: str) -> None:
         v.assign(value)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    write_json_atomic(path, data)
-
-
 def read_state(output: Path) -> dict[str, Any] | None:
     """The resume state of a run folder, or None if it has none."""
     path = output / STATE_DIR / STATE_FILE
@@ -223,65 +224,230 @@ def read_state(output: Path) -> dict[str, Any] | None:
         raise InputError(f"{path} is damaged ({exc}); start a new run elsewhere") from None
 
 
+@dataclass
+class RunState:
+    """A run's progress: what ``state/state.json`` holds and what :class:`TrainResult` reports.
+
+    One object, updated by the checkpointer after every epoch and read by the final stages, so
+    the bookkeeping has one owner and named fields instead of a dict shared by closures.
+    """
+
+    #: The resolved configuration the run started with (``config.json``).
+    config: dict[str, Any]
+    region_names: list[str] | None = None
+    epoch: int = 0  #: completed epochs
+    best_val_iou: float = float("-inf")
+    best_epoch: int = 0
+    best_val_loss: float = float("inf")
+    best_loss_epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    #: File stem of the last epoch's variables in ``state/`` (``epoch-0003``).
+    checkpoint: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        """A ``state.json`` as read back; keys this version does not know are left out."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def add_epoch(self, done: int, logs: dict[str, Any]) -> tuple[bool, bool]:
+        """Record epoch ``done``'s logs; whether it beat the best validation IoU and loss."""
+        iou = float(logs.get("val_output_iou", float("nan")))
+        loss = float(logs.get("val_loss", float("nan")))
+        self.history.append({"epoch": done, **{k: float(v) for k, v in logs.items()}})
+        better_iou = bool(np.isfinite(iou) and iou > self.best_val_iou)
+        if better_iou:
+            self.best_val_iou, self.best_epoch = iou, done
+        better_loss = bool(np.isfinite(loss) and loss < self.best_val_loss)
+        if better_loss:
+            self.best_val_loss, self.best_loss_epoch = loss, done
+        return better_iou, better_loss
+
+    def val_loss_of(self, epoch: int) -> float | None:
+        return next((r.get("val_loss") for r in self.history if r["epoch"] == epoch), None)
+
+
+# --------------------------------------------------------------------------------------------------
+# What a run will do, fixed before TensorFlow builds anything
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Architecture, schedule lengths and the epoch to start from."""
+
+    arch: GlaViTUConfig
+    #: Region names of a region-encoding model (encoding order), else None.
+    region_names: list[str] | None
+    epochs: int
+    initial_epoch: int
+    steps: int  #: training steps per epoch
+    val_steps: int  #: validation batches per epoch
+
+    def for_replicas(self, replicas: int, *, val_samples: int, batch_size: int) -> RunPlan:
+        """The plan on ``replicas`` devices: validation on whole global batches only.
+
+        A partial last validation batch can leave a replica an empty share, on which Keras'
+        BatchNormalization fails ("Incompatible shapes: [C] vs. [0,…]").
+        """
+        if replicas <= 1:
+            return self
+        if val_samples < batch_size:
+            raise ConfigError(
+                f"{replicas} replicas need at least one whole validation batch of "
+                f"{batch_size}, but the validation split has {val_samples} windows"
+            )
+        return dataclasses.replace(self, val_steps=min(self.val_steps, val_samples // batch_size))
+
+
+def plan_run(
+    config: TrainConfig, data: TrainingData, *, output: Path, previous: RunState | None
+) -> RunPlan:
+    """The plan of a run on ``data``; a resumed run that already reached its epochs is an error."""
+    t = config.training
+    location = data.location
+    epochs = config.epochs
+    initial_epoch = previous.epoch if previous is not None else 0
+    if initial_epoch >= epochs:
+        raise ConfigError(
+            f"{output} already completed {initial_epoch} epochs of {epochs}; raise "
+            "training.epochs (e.g. --set training.epochs=…) to train further"
+        )
+    val_batches = -(-data.val_samples // t.batch_size)
+    return RunPlan(
+        arch=model_config(config, location_size=location.size if location is not None else 0),
+        region_names=(
+            list(location.region_names)
+            if location is not None and location.encoding == "region"
+            else None
+        ),
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        steps=t.steps_per_epoch or max(1, data.train_patches // t.batch_size * 4),
+        val_steps=min(t.validation_steps, val_batches) if t.validation_steps else val_batches,
+    )
+
+
+@dataclass(frozen=True)
+class BundleFacts:
+    """What every bundle of the run records besides its weights (its metadata)."""
+
+    config: TrainConfig
+    plan: RunPlan
+    #: The published normalisation statistics of the model's feature groups.
+    normalization: dict[str, Any]
+    dataset: dict[str, Any]
+    source: str
+
+    @classmethod
+    def create(
+        cls,
+        config: TrainConfig,
+        data: TrainingData,
+        plan: RunPlan,
+        config_path: str | os.PathLike[str] | None,
+    ) -> BundleFacts:
+        from glaviz.published.normalisation import NormalisationStats
+
+        stats = NormalisationStats.published().to_dict()
+        d = config.data
+        dataset = {
+            "train": str(d.train),
+            "val": str(d.val),
+            "test": str(d.test) if d.test else None,
+            "regions": list(d.regions),
+            "subregions": list(d.subregions),
+            "train_tiles": len(data.train_tiles),
+            "val_tiles": len(data.val_tiles),
+        }
+        source = str(config_path) if config_path else "glaviz train"
+        normalization = {g: stats[g] for g in plan.arch.feature_groups}
+        return cls(config, plan, normalization, dataset, source)
+
+    def metadata(self, **extra: Any) -> BundleMetadata:
+        """Bundle metadata with ``extra`` training facts (epoch, scores) added."""
+        from glaviz.model.bundle import BundleMetadata
+
+        config, t = self.config, self.config.training
+        return BundleMetadata(
+            architecture=self.plan.arch,
+            normalization=self.normalization,
+            calibration=None,
+            region_names=self.plan.region_names,
+            source=self.source,
+            training={
+                "strategy": t.strategy,
+                "weights": t.weights,
+                "dataset": self.dataset,
+                "epochs_planned": self.plan.epochs,
+                "batch_size": t.batch_size,
+                "steps_per_epoch": self.plan.steps,
+                "learning_rate": config.learning_rate,
+                "restart_epochs": config.restart_epochs,
+                "seed": t.seed,
+                "augment": config.augment.model_dump(),
+                **extra,
+            },
+        )
+
+
 # --------------------------------------------------------------------------------------------------
 # Callbacks
 
 
-def _make_checkpointer(
-    *,
-    keras: Any,
-    output: Path,
-    metadata: Callable[[dict[str, Any]], Any],
-    state: dict[str, Any],
-) -> Any:
-    """Keras callback saving the best bundles and the resume state after every epoch."""
+def _make_checkpointer(keras: Any, *, output: Path, facts: BundleFacts, state: RunState) -> Any:
+    """Keras callback saving the best bundles and the resume state after every epoch.
+
+    It updates ``state`` (its only mutable input, given explicitly) and keeps the best-IoU weights
+    for the final bundle. The class is defined here because its base class comes from Keras,
+    which is imported only when training starts.
+    """
     from glaviz.model.bundle import save_bundle
 
     class Checkpointer(keras.callbacks.Callback):
-        def __init__(self) -> None:
+        def __init__(self, output: Path, facts: BundleFacts, state: RunState) -> None:
             super().__init__()
+            self.output, self.facts, self.state = output, facts, state
+            #: Weights of the best validation IoU so far, for the final bundle.
             self.best_weights: list[np.ndarray] | None = None
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             logs = dict(logs or {})
             done = epoch + 1
-            iou = float(logs.get("val_output_iou", float("nan")))
-            loss = float(logs.get("val_loss", float("nan")))
-            row = {"epoch": done, **{k: float(v) for k, v in logs.items()}}
-            state["history"].append(row)
-            if np.isfinite(iou) and iou > state["best_val_iou"]:
-                state.update(best_val_iou=iou, best_epoch=done)
+            better_iou, better_loss = self.state.add_epoch(done, logs)
+            scores = {
+                "epoch": done,
+                "val_iou": float(logs.get("val_output_iou", float("nan"))),
+                "val_loss": float(logs.get("val_loss", float("nan"))),
+            }
+            if better_iou:
                 self.best_weights = [np.array(w) for w in self.model.get_weights()]
-                save_bundle(
-                    output / BUNDLE_NAME,
-                    self.model,
-                    metadata({"epoch": done, "val_iou": iou, "val_loss": loss}),
-                    overwrite=True,
-                )
-            if np.isfinite(loss) and loss < state["best_val_loss"]:
-                state.update(best_val_loss=loss, best_loss_epoch=done)
-                save_bundle(
-                    output / BEST_LOSS_NAME,
-                    self.model,
-                    metadata({"epoch": done, "val_iou": iou, "val_loss": loss}),
-                    overwrite=True,
-                )
+                self._save_bundle(BUNDLE_NAME, scores)
+            if better_loss:
+                self._save_bundle(BEST_LOSS_NAME, scores)
             self._save_state(done)
 
+        def _save_bundle(self, name: str, scores: dict[str, Any]) -> None:
+            metadata = self.facts.metadata(**scores)
+            save_bundle(self.output / name, self.model, metadata, overwrite=True)
+
         def _save_state(self, done: int) -> None:
-            folder = output / STATE_DIR
+            folder = self.output / STATE_DIR
             folder.mkdir(parents=True, exist_ok=True)
             stem = f"epoch-{done:04d}"
             _write_variables(folder / f"{stem}.weights.h5", list(self.model.weights))
             _write_variables(folder / f"{stem}.optimizer.h5", list(self.model.optimizer.variables))
-            previous = state.get("checkpoint")
-            state.update(epoch=done, checkpoint=stem)
-            _write_json(folder / STATE_FILE, state)
+            previous = self.state.checkpoint
+            self.state.epoch, self.state.checkpoint = done, stem
+            # Written after the variables it names, so it always points at complete files.
+            write_json_atomic(folder / STATE_FILE, self.state.to_dict())
             if previous and previous != stem:
                 for suffix in (".weights.h5", ".optimizer.h5"):
                     (folder / f"{previous}{suffix}").unlink(missing_ok=True)
 
-    return Checkpointer()
+    return Checkpointer(output, facts, state)
 
 
 def _make_tensorboard(tf: Any, keras: Any, logdir: Path) -> Any:
@@ -406,276 +572,301 @@ def train(
     ``resume`` continues the run in ``config.output`` from its last completed epoch (weights,
     optimizer state and epoch counter); the architecture and data settings must be unchanged.
     ``progress`` shows a rich progress display on stderr (the CLI turns it on for terminals).
+    Everything that can be refused (the output folder, the starting weights, the data) is checked
+    before TensorFlow is imported.
     """
+    from glaviz.training.data import open_training_data
+
     started = time.perf_counter()
     output = Path(config.output)
+    previous = _resume_point(config, output, resume=resume)
+    start_point = _starting_point(config, resumed=previous is not None)
+    names = _fixed_region_names(config, previous, start_point)
+    data = open_training_data(config, region_names=names)
+    try:
+        plan = plan_run(config, data, output=output, previous=previous)
+        facts = BundleFacts.create(config, data, plan, config_path)
+        state = _open_run(config, plan, output, previous)
+        bundle = _fit_and_save(
+            config, data, plan, facts, state, start_point=start_point, progress=progress
+        )
+    finally:
+        data.close()
+    return TrainResult(
+        output=output,
+        bundle=bundle,
+        best_loss_bundle=output / BEST_LOSS_NAME,
+        epochs_run=state.epoch,
+        best_epoch=state.best_epoch,
+        best_val_iou=float(state.best_val_iou),
+        best_val_loss=float(state.best_val_loss),
+        seconds=time.perf_counter() - started,
+        history=list(state.history),
+    )
+
+
+# Stages before TensorFlow ------------------------------------------------------------------------
+
+
+def _resume_point(config: TrainConfig, output: Path, *, resume: bool) -> RunState | None:
+    """The state to resume from (None for a new run), after checking the output folder."""
     previous = read_state(output)
     if resume and previous is None:
         raise ConfigError(
             f"nothing to resume in {output} (no {STATE_DIR}/{STATE_FILE}); run without --resume"
         )
-    if not resume and (previous is not None or (output / BUNDLE_NAME).exists()):
-        raise output_exists(
-            output,
-            "already holds a training run",
-            fix="pass --resume to continue it, or set output (or --set output=…) to a new folder",
-        )
-    if resume and previous is not None:
-        before = previous.get("config", {})
-        now = _config_record(config)
-        for section in ("data", "model"):
-            if before.get(section) != now.get(section):
-                raise ConfigError(
-                    f"cannot resume {output}: the [{section}] settings differ from the run's "
-                    f"(was {before.get(section)}, now {now.get(section)})"
-                )
-
-    start_point = None
-    if config.finetuning and not resume:
-        assert config.training.weights is not None  # validated by TrainConfig
-        start_point = inspect_starting_point(config.training.weights)
-    region_names = None
-    if previous is not None and previous.get("region_names"):
-        region_names = previous["region_names"]
-    elif start_point is not None and config.model.location_encoding == "region":
-        region_names = start_point.region_names
-
-    from glaviz.training.data import open_training_data
-
-    data = open_training_data(config, region_names=region_names)
-    try:
-        return _run(
-            config,
-            data,
-            output=output,
-            previous=previous if resume else None,
-            start_point=start_point,
-            config_path=config_path,
-            progress=progress,
-            started=started,
-        )
-    finally:
-        data.close()
+    if not resume:
+        if previous is not None or (output / BUNDLE_NAME).exists():
+            raise output_exists(
+                output,
+                "already holds a training run",
+                fix="pass --resume to continue it, or set output (or --set output=…) to a new "
+                "folder",
+            )
+        return None
+    assert previous is not None
+    before = previous.get("config", {})
+    now = _config_record(config)
+    for section in ("data", "model"):
+        was, wanted = (_comparable(section, c.get(section)) for c in (before, now))
+        if was != wanted:
+            raise ConfigError(
+                f"cannot resume {output}: the [{section}] settings differ from the run's "
+                f"(was {was}, now {wanted})"
+            )
+    return RunState.from_dict(previous)
 
 
-def _run(
+def _comparable(section: str, recorded: Any) -> Any:
+    """A config section as compared on resume: data paths absolute against the working directory.
+
+    Runs started before this release recorded data paths relative to the working directory they
+    were started from (a config validated in Python may still hold such paths); made absolute,
+    they compare equal to the absolute paths a config file gives today.
+    """
+    if section != "data" or not isinstance(recorded, dict):
+        return recorded
+    from glaviz.config.loading import absolute_paths
+
+    return json.loads(json.dumps(absolute_paths(DataSection, recorded, Path.cwd()), default=str))
+
+
+def _starting_point(config: TrainConfig, *, resumed: bool) -> StartingPoint | None:
+    """The fine-tuning weights, inspected; None for a new model or a resumed run."""
+    if not config.finetuning or resumed:
+        return None
+    assert config.training.weights is not None  # validated by TrainConfig
+    return inspect_starting_point(config.training.weights)
+
+
+def _fixed_region_names(
+    config: TrainConfig, previous: RunState | None, start_point: StartingPoint | None
+) -> list[str] | None:
+    """Region-encoding order set by the run being resumed or the weights being fine-tuned."""
+    if previous is not None and previous.region_names:
+        return previous.region_names
+    if start_point is not None and config.model.location_encoding == "region":
+        return start_point.region_names
+    return None
+
+
+def _open_run(
+    config: TrainConfig, plan: RunPlan, output: Path, previous: RunState | None
+) -> RunState:
+    """Create the output folder; a new run records its configuration in ``config.json``."""
+    output.mkdir(parents=True, exist_ok=True)
+    if previous is not None:
+        return previous
+    record = _config_record(config)
+    write_json_atomic(output / "config.json", record)
+    return RunState(config=record, region_names=plan.region_names)
+
+
+# Stages in TensorFlow ----------------------------------------------------------------------------
+
+
+def _fit_and_save(
     config: TrainConfig,
     data: TrainingData,
+    plan: RunPlan,
+    facts: BundleFacts,
+    state: RunState,
     *,
-    output: Path,
-    previous: dict[str, Any] | None,
     start_point: StartingPoint | None,
-    config_path: str | os.PathLike[str] | None,
     progress: bool,
-    started: float,
-) -> TrainResult:
+) -> Path:
+    """Build, fit, then write the result bundle and the run record; returns the bundle."""
     from glaviz.util.tf import import_tensorflow
 
     tf = import_tensorflow()
     import keras
 
-    from glaviz.model.bundle import BundleMetadata, load_bundle, save_bundle
+    t = config.training
+    output = Path(config.output)
+    with _dtype_policy(keras, mixed_precision=t.mixed_precision):
+        keras.utils.set_random_seed(t.seed)
+        strategy = _strategy(tf)
+        replicas = strategy.num_replicas_in_sync
+        plan = plan.for_replicas(replicas, val_samples=data.val_samples, batch_size=t.batch_size)
+        model = _build_model(
+            keras, strategy, config, plan, start_point=start_point, resume=state.checkpoint
+        )
+        train_ds, val_ds = _datasets(data, config, plan, replicas=replicas)
+        checkpointer, callbacks = _callbacks(
+            tf, keras, output=output, plan=plan, facts=facts, state=state, progress=progress
+        )
+        _fit(model, train_ds, val_ds, plan, callbacks)
+        bundle = _save_result(model, checkpointer.best_weights, facts, state, output=output)
+        # Last: a folder with a run record holds a finished run (--skip-existing reads it).
+        write_record(output / RECORD_NAME, train_record(config))
+    return bundle
+
+
+@contextmanager
+def _dtype_policy(keras: Any, *, mixed_precision: bool) -> Iterator[None]:
+    """Keras' global dtype policy for the run (``mixed_float16`` on request), restored after."""
+    previous = keras.config.dtype_policy()
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_model(
+    keras: Any,
+    strategy: Any,
+    config: TrainConfig,
+    plan: RunPlan,
+    *,
+    start_point: StartingPoint | None,
+    resume: str | None,
+) -> Any:
+    """The compiled training model: new, from fine-tuning weights, or restored from ``state/``.
+
+    ``resume`` is the stem of the last completed epoch's files (``epoch-0003``): model and
+    optimizer variables are restored, so the learning-rate schedule continues where it stopped.
+    """
     from glaviz.model.glavitu import build_glavitu
-    from glaviz.published.normalisation import NormalisationStats
-    from glaviz.training.data import train_dataset, validation_dataset
     from glaviz.training.recipe import CosineRestarts, FocalLoss, GlacierIoU
 
     t = config.training
-    location_size = data.location.size if data.location is not None else 0
-    arch = model_config(config, location_size=location_size)
-    region_names = (
-        list(data.location.region_names)
-        if data.location is not None and (data.location.encoding == "region")
-        else None
-    )
-    epochs = config.epochs
-    steps = t.steps_per_epoch or max(1, data.train_patches // t.batch_size * 4)
-    val_batches = -(-data.val_samples // t.batch_size)
-    val_steps = min(t.validation_steps, val_batches) if t.validation_steps else val_batches
-    initial_epoch = int(previous["epoch"]) if previous else 0
-    if initial_epoch >= epochs:
-        raise ConfigError(
-            f"{output} already completed {initial_epoch} epochs of {epochs}; raise "
-            "training.epochs (e.g. --set training.epochs=…) to train further"
-        )
-
-    output.mkdir(parents=True, exist_ok=True)
-    stats = NormalisationStats.published().to_dict()
-    normalization = {g: stats[g] for g in arch.feature_groups}
-    dataset_record = {
-        "train": str(config.data.train),
-        "val": str(config.data.val),
-        "test": str(config.data.test) if config.data.test else None,
-        "regions": list(config.data.regions),
-        "subregions": list(config.data.subregions),
-        "train_tiles": len(data.train_tiles),
-        "val_tiles": len(data.val_tiles),
-    }
-
-    def metadata(extra: dict[str, Any]) -> BundleMetadata:
-        return BundleMetadata(
-            architecture=arch,
-            normalization=normalization,
-            calibration=None,
-            region_names=region_names,
-            source=str(config_path) if config_path else "glaviz train",
-            training={
-                "strategy": t.strategy,
-                "weights": t.weights,
-                "dataset": dataset_record,
-                "epochs_planned": epochs,
-                "batch_size": t.batch_size,
-                "steps_per_epoch": steps,
-                "learning_rate": config.learning_rate,
-                "restart_epochs": config.restart_epochs,
-                "seed": t.seed,
-                "augment": config.augment.model_dump(),
-                **extra,
-            },
-        )
-
-    state: dict[str, Any] = previous or {
-        "epoch": 0,
-        "best_val_iou": float("-inf"),
-        "best_epoch": 0,
-        "best_val_loss": float("inf"),
-        "best_loss_epoch": 0,
-        "history": [],
-        "region_names": region_names,
-        "config": _config_record(config),
-    }
-    if previous is None:
-        _write_json(output / "config.json", _config_record(config))
-
-    previous_policy = keras.config.dtype_policy()
-    if t.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    keras.utils.set_random_seed(t.seed)
-    try:
-        strategy = _strategy(tf)
-        replicas = strategy.num_replicas_in_sync
-        if replicas > 1:
-            # A partial last validation batch can leave a replica an empty share, on which
-            # Keras' BatchNormalization fails ("Incompatible shapes: [C] vs. [0,…]"): several
-            # replicas validate on whole batches only.
-            if data.val_samples < t.batch_size:
-                raise ConfigError(
-                    f"{replicas} replicas need at least one whole validation batch of "
-                    f"{t.batch_size}, but the validation split has {data.val_samples} windows"
-                )
-            val_steps = min(val_steps, data.val_samples // t.batch_size)
-        with strategy.scope():
-            train_model, _ = build_glavitu(arch)
-            if start_point is not None:
-                load_starting_weights(train_model, start_point, arch)
-            boundaries = [e * steps for e in config.restart_epochs]
-            optimizer = keras.optimizers.Adam(
+    with strategy.scope():
+        model, _ = build_glavitu(plan.arch)
+        if start_point is not None:
+            load_starting_weights(model, start_point, plan.arch)
+        boundaries = [e * plan.steps for e in config.restart_epochs]
+        model.compile(
+            optimizer=keras.optimizers.Adam(
                 learning_rate=CosineRestarts(config.learning_rate, boundaries)
-            )
-            train_model.compile(
-                optimizer=optimizer,
-                loss={
-                    "deepsupervision": FocalLoss(t.focal_gamma),
-                    "output": FocalLoss(t.focal_gamma),
-                },
-                loss_weights={
-                    "deepsupervision": t.deep_supervision_weight,
-                    "output": t.output_weight,
-                },
-                metrics={"output": [GlacierIoU(name="iou")]},
-                jit_compile=jit_compile_setting(
-                    replicas=strategy.num_replicas_in_sync, mixed_precision=t.mixed_precision
-                ),
-            )
-            if previous is not None:
-                folder = output / STATE_DIR
-                stem = previous["checkpoint"]
-                what = f"cannot resume {output}"
-                _read_variables(folder / f"{stem}.weights.h5", list(train_model.weights), what)
-                train_model.optimizer.build(train_model.trainable_variables)
-                _read_variables(
-                    folder / f"{stem}.optimizer.h5", list(train_model.optimizer.variables), what
-                )
-
-        # A resumed run draws a fresh patch stream rather than replaying the first epochs'.
-        train_ds = train_dataset(data, config, seed=t.seed + 7919 * initial_epoch)
-        val_ds = validation_dataset(data, config)
-        if replicas > 1:
-            val_ds = val_ds.unbatch().batch(t.batch_size, drop_remainder=True)
-        # Keras keeps one validation iterator across epochs when validation_steps is set, so a
-        # finite dataset would give epoch 2 the leftovers of epoch 1 and then run dry: every
-        # epoch validates on the same first val_steps batches.
-        val_ds = val_ds.take(val_steps).repeat()
-        checkpointer = _make_checkpointer(
-            keras=keras, output=output, metadata=metadata, state=state
-        )
-        callbacks: list[Any] = [
-            keras.callbacks.CSVLogger(str(output / "log.csv"), append=previous is not None),
-            _make_tensorboard(tf, keras, output / "tensorboard"),
-            checkpointer,
-        ]
-        if progress:
-            callbacks.append(
-                _make_progress(keras, epochs=epochs, steps=steps, initial_epoch=initial_epoch)
-            )
-        train_model.fit(
-            train_ds,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            validation_data=val_ds,
-            validation_steps=val_steps,
-            callbacks=callbacks,
-            shuffle=False,  # the sampler already draws random windows
-            verbose=0,
-        )
-
-        # The result: the best-IoU weights again, now with the final training facts.
-        bundle_path = output / BUNDLE_NAME
-        if checkpointer.best_weights is not None:
-            train_model.set_weights(checkpointer.best_weights)
-        elif bundle_path.exists():
-            train_model.set_weights(load_bundle(bundle_path).train_model.get_weights())
-        else:
-            raise InputError(
-                f"training produced no finite validation IoU in {epochs} epochs; check the "
-                "validation split and the learning rate"
-            )
-        save_bundle(
-            bundle_path,
-            train_model,
-            metadata(
-                {
-                    "epoch": state["best_epoch"],
-                    "epochs_run": state["epoch"],
-                    "val_iou": state["best_val_iou"],
-                    "val_loss": next(
-                        (
-                            r.get("val_loss")
-                            for r in state["history"]
-                            if r["epoch"] == state["best_epoch"]
-                        ),
-                        None,
-                    ),
-                    "best_val_loss": state["best_val_loss"],
-                    "best_loss_epoch": state["best_loss_epoch"],
-                }
             ),
-            overwrite=True,
+            loss={"deepsupervision": FocalLoss(t.focal_gamma), "output": FocalLoss(t.focal_gamma)},
+            loss_weights={"deepsupervision": t.deep_supervision_weight, "output": t.output_weight},
+            metrics={"output": [GlacierIoU(name="iou")]},
+            jit_compile=jit_compile_setting(
+                replicas=strategy.num_replicas_in_sync, mixed_precision=t.mixed_precision
+            ),
         )
-        # Last: a folder with a run record holds a finished run (--skip-existing reads it).
-        write_record(output / RECORD_NAME, train_record(config))
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+        if resume is not None:
+            output = Path(config.output)
+            folder, what = output / STATE_DIR, f"cannot resume {output}"
+            _read_variables(folder / f"{resume}.weights.h5", list(model.weights), what)
+            model.optimizer.build(model.trainable_variables)
+            _read_variables(
+                folder / f"{resume}.optimizer.h5", list(model.optimizer.variables), what
+            )
+    return model
 
-    return TrainResult(
-        output=output,
-        bundle=bundle_path,
-        best_loss_bundle=output / BEST_LOSS_NAME,
-        epochs_run=int(state["epoch"]),
-        best_epoch=int(state["best_epoch"]),
-        best_val_iou=float(state["best_val_iou"]),
-        best_val_loss=float(state["best_val_loss"]),
-        seconds=time.perf_counter() - started,
-        history=list(state["history"]),
+
+def _datasets(
+    data: TrainingData, config: TrainConfig, plan: RunPlan, *, replicas: int
+) -> tuple[Any, Any]:
+    """The training and validation ``tf.data`` pipelines of the run."""
+    from glaviz.training.data import train_dataset, validation_dataset
+
+    t = config.training
+    # A resumed run draws a fresh patch stream rather than replaying the first epochs'.
+    train_ds = train_dataset(data, config, seed=t.seed + 7919 * plan.initial_epoch)
+    val_ds = validation_dataset(data, config)
+    if replicas > 1:
+        val_ds = val_ds.unbatch().batch(t.batch_size, drop_remainder=True)
+    # Keras keeps one validation iterator across epochs when validation_steps is set, so a
+    # finite dataset would give epoch 2 the leftovers of epoch 1 and then run dry: every
+    # epoch validates on the same first val_steps batches.
+    return train_ds, val_ds.take(plan.val_steps).repeat()
+
+
+def _callbacks(
+    tf: Any,
+    keras: Any,
+    *,
+    output: Path,
+    plan: RunPlan,
+    facts: BundleFacts,
+    state: RunState,
+    progress: bool,
+) -> tuple[Any, list[Any]]:
+    """The checkpointer (bundles, resume state) and every callback of the fit, it included."""
+    checkpointer = _make_checkpointer(keras, output=output, facts=facts, state=state)
+    resumed = plan.initial_epoch > 0
+    callbacks: list[Any] = [
+        keras.callbacks.CSVLogger(str(output / "log.csv"), append=resumed),
+        _make_tensorboard(tf, keras, output / "tensorboard"),
+        checkpointer,
+    ]
+    if progress:
+        callbacks.append(
+            _make_progress(
+                keras, epochs=plan.epochs, steps=plan.steps, initial_epoch=plan.initial_epoch
+            )
+        )
+    return checkpointer, callbacks
+
+
+def _fit(model: Any, train_ds: Any, val_ds: Any, plan: RunPlan, callbacks: list[Any]) -> None:
+    """The epochs of the plan still to run; the callbacks save after each one."""
+    model.fit(
+        train_ds,
+        epochs=plan.epochs,
+        initial_epoch=plan.initial_epoch,
+        steps_per_epoch=plan.steps,
+        validation_data=val_ds,
+        validation_steps=plan.val_steps,
+        callbacks=callbacks,
+        shuffle=False,  # the sampler already draws random windows
+        verbose=0,
     )
+
+
+def _save_result(
+    model: Any,
+    best_weights: list[np.ndarray] | None,
+    facts: BundleFacts,
+    state: RunState,
+    *,
+    output: Path,
+) -> Path:
+    """``model.glaviz`` again: the best-IoU weights, now with the final training facts."""
+    from glaviz.model.bundle import load_bundle, save_bundle
+
+    bundle = output / BUNDLE_NAME
+    if best_weights is not None:
+        model.set_weights(best_weights)
+    elif bundle.exists():  # resumed, and no epoch of this invocation beat the earlier best
+        model.set_weights(load_bundle(bundle).train_model.get_weights())
+    else:
+        raise InputError(
+            f"training produced no finite validation IoU in {facts.plan.epochs} epochs; check the "
+            "validation split and the learning rate"
+        )
+    metadata = facts.metadata(
+        epoch=state.best_epoch,
+        epochs_run=state.epoch,
+        val_iou=state.best_val_iou,
+        val_loss=state.val_loss_of(state.best_epoch),
+        best_val_loss=state.best_val_loss,
+        best_loss_epoch=state.best_loss_epoch,
+    )
+    save_bundle(bundle, model, metadata, overwrite=True)
+    return bundle

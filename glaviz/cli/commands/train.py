@@ -1,4 +1,9 @@
-"""``glaviz train``: train GlaViTU on benchmark HDF5 splits from a TOML config."""
+"""``glaviz train``: train GlaViTU on benchmark HDF5 splits from a TOML config.
+
+Not generated from its model like the other commands (:mod:`glaviz.cli.from_config`): a training
+configuration is nested, so it is a file plus ``--set KEY=VALUE`` overrides rather than one option
+per field. Reading it is :func:`glaviz.config.loading.load_train_config`, the same reader.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,10 @@ from typing import Annotated, Any
 import typer
 
 from glaviz.cli.app import app
+from glaviz.cli.from_config import _help_text
 from glaviz.cli.state import console, prepare_tensorflow, say, state
 
 
-@app.command("train")
 def train(
     config: Annotated[
         Path, typer.Argument(help="Training config (TOML); see docs/training.md.", metavar="CONFIG")
@@ -48,15 +53,14 @@ def train(
     """Train GlaViTU with the published recipe; the result is OUTPUT/model.glaviz.
 
     Keeps the best-IoU and lowest-loss bundles, CSV and TensorBoard logs, a resume point and a
-    run record (run.json, read by --skip-existing) in the output folder.
-
-    Exit codes: 0 done, 1 data or runtime error, 2 usage or configuration error, 3 output exists.
+    run record (run.json, read by --skip-existing) in the output folder. Relative paths in CONFIG
+    are relative to CONFIG; in --set values, to the working directory.
 
     Example: glaviz train configs/example.toml --set training.epochs=3
     """
-    from glaviz.training.config import load_config
+    from glaviz.config.loading import load_train_config
 
-    settings = load_config(config, set_ or [], weights=weights)
+    settings = load_train_config(config, set_ or [], weights=weights)
     if skip_existing and not resume:
         from glaviz.training.record import finished_run
 
@@ -87,3 +91,8 @@ def train(
         },
         "timings": {"total_s": result.seconds},
     }
+
+
+# The exit codes sentence comes from the one table of them (glaviz.errors), as for every command.
+train.__doc__ = _help_text(train.__doc__ or "")
+app.command("train")(train)

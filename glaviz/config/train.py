@@ -1,24 +1,23 @@
-"""The ``glaviz train`` configuration: a TOML file, validated by pydantic, with ``--set`` overrides.
+"""``glaviz train`` options: one nested TOML file (``[data]``, ``[model]``, ``[training]``,
+``[augment]``) instead of flat command-line options, because a training run has too many settings
+to type and is re-run from its file.
 
 Every section forbids unknown keys, so a typo (``paches_size``) is an error, not a silently
-ignored setting. Validation problems are collected and raised as one
-:class:`~glaviz.errors.ConfigError` listing each field (``model.patch_size: must be a multiple of
-16, got 100``). Defaults reproduce the published recipe (Maslov et al. 2025, ``configs/training.py``
-and ``configs/finetuning.py`` of the authors' code); ``docs/training.md`` documents every field.
+ignored setting. The file is read like every other config file (:mod:`glaviz.config.loading`):
+relative paths are relative to the file, ``--set KEY=VALUE`` overrides are relative to the working
+directory, and every problem is one line naming its dotted key (``model.patch_size: must be a
+multiple of 16, got 100``). Defaults reproduce the published training and fine-tuning recipe
+(Maslov et al. 2025); ``docs/training.md`` documents every field.
 """
 
 from __future__ import annotations
 
-import os
-import tomllib
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from glaviz.errors import ConfigError
-from glaviz.published.groups import GROUP_BANDS, REGIONS
+from glaviz.published.groups import REGIONS, parse_features
 
 #: Published cosine restarts (epochs) and start learning rates.
 RESTART_EPOCHS: tuple[int, ...] = (10, 30, 70, 150)
@@ -29,6 +28,10 @@ FINETUNE_EPOCHS = 80
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    #: ``str`` fields holding a registry name or a path (see :class:`CommandConfig`); the loader
+    #: makes them absolute only when they look like a path.
+    NAME_OR_PATH_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
 
 class DataSection(_Section):
@@ -41,18 +44,18 @@ class DataSection(_Section):
     regions: list[str] = Field(default_factory=list)
     subregions: list[str] = Field(default_factory=list)
 
-    @field_validator("features")
+    @field_validator("features", mode="before")
     @classmethod
-    def _features(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("name at least one feature group, e.g. ['optical', 'dem']")
-        unknown = [g for g in value if g not in GROUP_BANDS]
-        if unknown:
-            raise ValueError(
-                f"unknown feature group(s) {', '.join(unknown)}; known: {', '.join(GROUP_BANDS)}"
-            )
-        if len(set(value)) != len(value):
-            raise ValueError(f"feature groups repeat in {value}")
+    def _features(cls, value: object) -> object:
+        # ``--set data.features=optical,dem`` arrives as one string; the feature-group rules
+        # (known names, no repeats) are the ones every command uses.
+        names = isinstance(value, str) or (
+            isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        )
+        if names:
+            if not value:
+                raise ValueError("name at least one feature group, e.g. ['optical', 'dem']")
+            return list(parse_features(value))  # type: ignore[arg-type]
         return value
 
     @field_validator("regions")
@@ -72,8 +75,8 @@ class ModelSection(_Section):
     preset: Literal["paper", "tiny"] = "paper"
     patch_size: int = 384
     location_encoding: Literal["none", "region", "coordinate"] = "none"
-    #: Real dropout during training. The published code never applied it (see ARCHITECTURE.md),
-    #: so off reproduces the published recipe.
+    #: Real dropout during training. The published layers called dropout with the Monte Carlo
+    #: flag instead of Keras' training flag, so it never acted in training: off reproduces them.
     train_dropout: bool = False
     dropout: float = 0.1
 
@@ -94,6 +97,8 @@ class ModelSection(_Section):
 
 class TrainingSection(_Section):
     """Strategy, optimisation and schedule."""
+
+    NAME_OR_PATH_FIELDS: ClassVar[frozenset[str]] = frozenset({"weights"})
 
     strategy: Literal["global", "regional", "finetune"] = "global"
     #: Starting point for ``finetune``: a registry name, a published .h5 or a .glaviz bundle.
@@ -190,6 +195,13 @@ class AugmentSection(_Section):
 class TrainConfig(_Section):
     """A whole ``glaviz train`` configuration."""
 
+    #: Until this release ``glaviz train`` took relative paths in its config file from the
+    #: working directory. The loader turns a path that only works that old way into a
+    #: :class:`~glaviz.errors.ConfigError` showing what to write instead, rather than letting the
+    #: run fail later on a missing file (or, for ``output``, start a new run elsewhere).
+    CWD_RELATIVE_UNTIL_NOW: ClassVar[bool] = True
+
+    #: Relative defaults stay relative to the working directory (they are in no file).
     output: Path = Path("runs/glavitu")
     data: DataSection
     model: ModelSection = Field(default_factory=ModelSection)
@@ -242,101 +254,3 @@ class TrainConfig(_Section):
     @property
     def occlusion_size(self) -> int:
         return self.augment.occlusion_size or self.model.patch_size // 2
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading
-
-
-def _format_errors(exc: ValidationError) -> str:
-    problems = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown setting (check the spelling; see docs/training.md)"
-        elif err["type"] == "missing":
-            msg = "required setting is missing"
-        elif (
-            "input" in err
-            and err["type"] not in ("value_error",)
-            and not isinstance(err["input"], dict)
-        ):
-            msg = f"{msg}, got {err['input']!r}"
-        problems.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(problems)
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"model.patch_size=64"`` → ``(["model", "patch_size"], 64)``; values are TOML.
-
-    A value that is not valid TOML (``data.train=splits/train.h5``) is taken as a string, so
-    paths and names need no quotes on the command line.
-    """
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set training.epochs=3")
-    parts = key.split(".")
-    if any(not p for p in parts):
-        raise ConfigError(f"--set {item!r}: {key!r} is not a dotted key like training.epochs")
-    raw = raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return parts, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``--set`` items to a raw config dict (copy returned)."""
-    import copy
-
-    out = copy.deepcopy(data)
-    for item in overrides:
-        parts, value = parse_override(item)
-        node = out
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {part} is a value, not a section")
-            node = child
-        node[parts[-1]] = value
-    return out
-
-
-def validate_config(data: dict[str, Any], *, source: str = "config") -> TrainConfig:
-    """Validate a raw dict; every problem is listed in one :class:`ConfigError`."""
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid training config {source}: {_format_errors(exc)}") from None
-
-
-def load_config(
-    path: str | os.PathLike[str],
-    overrides: Iterable[str] = (),
-    *,
-    weights: str | None = None,
-) -> TrainConfig:
-    """Read a TOML config, apply ``--set`` overrides (and ``--weights``), validate it.
-
-    Relative paths (datasets, output, weights) are relative to the working directory, like
-    every other path on the command line, so ``--set data.train=my/train.h5`` means what it says.
-    """
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    raw = apply_overrides(raw, overrides)
-    if weights:
-        raw.setdefault("training", {})
-        if isinstance(raw["training"], dict):
-            raw["training"]["weights"] = weights
-            raw["training"].setdefault("strategy", "finetune")
-    return validate_config(raw, source=str(path))
