@@ -6,12 +6,14 @@ notebook cell describe a run the same way. Each function first applies the confi
 ``skip_existing``/``overwrite`` (returning :class:`~glaviz.runs.Skipped` when a matching run is
 already there), and commands whose output is a single file get a run record beside it
 (``OUT.run.json``) for the next ``--skip-existing``. Heavy imports happen inside each function.
+Every result has ``summary()`` (the line the command prints) and ``to_json()`` (its ``--json``
+object): see :class:`CommandResult`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from glaviz.runs.records import Skipped, check_outputs, run_record, weights_file, write_record
 
@@ -35,6 +37,22 @@ if TYPE_CHECKING:
     from glaviz.inventory.build import InventoryResult
 
 R = TypeVar("R")
+
+
+class CommandResult(Protocol):
+    """What every engine here returns when it ran: the command's human line and its ``--json``.
+
+    The CLI prints ``summary()`` and returns ``to_json()`` (plus ``status``), so a notebook and a
+    terminal report a run in the same words.
+    """
+
+    def summary(self) -> str:
+        """One line for people: counts, timings and where the outputs are."""
+        ...
+
+    def to_json(self) -> dict[str, Any]:
+        """The command's ``--json`` object without its ``status`` key."""
+        ...
 
 
 def _recorded(config: CommandConfig, command: str, run: Callable[[], R]) -> R:
@@ -73,24 +91,7 @@ def predict(
         return skipped
     from glaviz.engine.predict import predict as run
 
-    return _recorded(
-        config,
-        "predict",
-        lambda: run(
-            weights=config.weights,
-            dataset=config.dataset,
-            output=config.output,
-            features=config.features,
-            regions=config.region,
-            subregions=config.subregion,
-            tta=config.tta,
-            mc=config.mc,
-            batch_size=config.batch_size,
-            precision=config.precision,
-            overwrite=config.overwrite,
-            progress=progress,
-        ),
-    )
+    return _recorded(config, "predict", lambda: run(config, progress=progress))
 
 
 def evaluate(
@@ -99,6 +100,8 @@ def evaluate(
     """Score a predictions file or a deployed map (``glaviz evaluate``); writes ``json_output``."""
     if check and (skipped := check_outputs(config)) is not None:
         return skipped
+    from dataclasses import replace
+
     from glaviz.evaluation import evaluate_predictions, evaluate_rasters
     from glaviz.runs.atomic import write_json_atomic
 
@@ -114,6 +117,7 @@ def evaluate(
             # allow_nan=False: undefined scores are None (null) by construction; a NaN that slipped
             # through would make a file that strict JSON readers reject.
             write_json_atomic(config.json_output, result.to_dict(), allow_nan=False)
+            result = replace(result, output=config.json_output)
         return result
 
     return _recorded(config, "evaluate", run)
@@ -127,19 +131,7 @@ def calibrate(
         return skipped
     from glaviz.calibration.fit import calibrate as run
 
-    return _recorded(
-        config,
-        "calibrate",
-        lambda: run(
-            predictions=config.predictions,
-            output=config.output,
-            bins=config.bins,
-            method=config.method,
-            plot=config.plot,
-            overwrite=config.overwrite,
-            progress=progress,
-        ),
-    )
+    return _recorded(config, "calibrate", lambda: run(config, progress=progress))
 
 
 def optimise_bias(
@@ -150,21 +142,7 @@ def optimise_bias(
         return skipped
     from glaviz.engine.region_vector import optimise_bias as run
 
-    return _recorded(
-        config,
-        "optimise-bias",
-        lambda: run(
-            stack=config.stack,
-            weights=config.weights,
-            output=config.output,
-            epochs=config.epochs,
-            seed=config.seed,
-            batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
-            overwrite=config.overwrite,
-            progress=progress,
-        ),
-    )
+    return _recorded(config, "optimise-bias", lambda: run(config, progress=progress))
 
 
 def compile_features(

@@ -15,6 +15,7 @@ from glaviz.calibration import CalibrationModel, IsotonicCalibration, KernelRidg
 from glaviz.calibration.fit import calibrate, collect_reliability, predictions_ece
 from glaviz.calibration.reliability import Reliability
 from glaviz.cli.app import main
+from glaviz.config import CalibrateConfig
 from glaviz.errors import ConfigError
 from glaviz.evaluation import predictions as predictions_module
 from tests.helpers import error_line
@@ -140,7 +141,7 @@ def test_streamed_diagram_equals_all_pixels(validation: Path, monkeypatch) -> No
 
 
 def test_kernel_ridge_equals_independent_sklearn_fit(validation: Path, tmp_path: Path) -> None:
-    result = calibrate(predictions=validation, output=tmp_path / "cal.json")
+    result = calibrate(CalibrateConfig(predictions=validation, output=tmp_path / "cal.json"))
     assert isinstance(result.model, KernelRidgeCalibration)
     reference = sklearn_kernel_ridge(validation)
     curve = result.model.predict(GRID)
@@ -156,7 +157,7 @@ def test_published_call_interpolates_its_points(validation: Path, tmp_path: Path
     This pins the behaviour that makes the published files pass through their anchors; if a
     scikit-learn release changes it, glaviz calibrations would no longer match published ones.
     """
-    model = calibrate(predictions=validation, output=tmp_path / "cal.json").model
+    model = calibrate(CalibrateConfig(predictions=validation, output=tmp_path / "cal.json")).model
     x, y, _ = independent_points(validation, 100)
     np.testing.assert_allclose(model.predict(x), y, atol=1e-8)
 
@@ -164,7 +165,9 @@ def test_published_call_interpolates_its_points(validation: Path, tmp_path: Path
 def test_isotonic_equals_sklearn(validation: Path, tmp_path: Path) -> None:
     from sklearn.isotonic import IsotonicRegression
 
-    result = calibrate(predictions=validation, output=tmp_path / "cal.json", method="isotonic")
+    result = calibrate(
+        CalibrateConfig(predictions=validation, output=tmp_path / "cal.json", method="isotonic")
+    )
     assert isinstance(result.model, IsotonicCalibration)
     diagram = result.before
     keep = diagram.nonempty
@@ -179,7 +182,9 @@ def test_isotonic_equals_sklearn(validation: Path, tmp_path: Path) -> None:
 def test_calibration_lowers_ece_on_held_out_pixels(
     validation: Path, held_out: Path, tmp_path: Path, method: str
 ) -> None:
-    result = calibrate(predictions=validation, output=tmp_path / "cal.json", method=method)
+    result = calibrate(
+        CalibrateConfig(predictions=validation, output=tmp_path / "cal.json", method=method)
+    )
     before = predictions_ece(held_out)
     after = predictions_ece(held_out, calibration=result.model)
     assert before > 0.05  # the generator is clearly overconfident
@@ -188,7 +193,9 @@ def test_calibration_lowers_ece_on_held_out_pixels(
 
 
 def test_reported_ece_after_is_that_of_calibrated_pixels(validation: Path, tmp_path: Path) -> None:
-    result = calibrate(predictions=validation, output=tmp_path / "cal.json", bins=40)
+    result = calibrate(
+        CalibrateConfig(predictions=validation, output=tmp_path / "cal.json", bins=40)
+    )
     prob, true = all_pixels(validation)
     p = np.clip(prob, 1e-6, 1 - 1e-6)
     conf = 1 + np.sum(p * np.log2(p), axis=-1)
@@ -205,7 +212,7 @@ def test_reported_ece_after_is_that_of_calibrated_pixels(validation: Path, tmp_p
 @pytest.mark.parametrize("method", ["kernel-ridge", "isotonic"])
 def test_written_json_loads_for_deploy(validation: Path, tmp_path: Path, method: str) -> None:
     out = tmp_path / "out" / "cal.json"
-    result = calibrate(predictions=validation, output=out, method=method)
+    result = calibrate(CalibrateConfig(predictions=validation, output=out, method=method))
     raw = out.read_bytes()
     data = json.loads(raw.decode("utf-8"))  # plain JSON text, not a pickle
     assert "check" in data and data["ece_before"] == result.ece_before

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from glaviz.config import PredictConfig
+from glaviz.config.loading import load_train_config as load_config
 from glaviz.engine.predict import predict
 from glaviz.evaluation.predictions import evaluate_predictions
 from glaviz.samples import make_benchmark_splits
-from glaviz.training import load_config, train
+from glaviz.training import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -32,7 +34,7 @@ def test_train_predict_evaluate_reaches_iou(tmp_path: Path) -> None:
     result = train(load_config(CONFIGS / "demo.toml", overrides))
     assert result.best_val_iou >= 0.9
     predictions = tmp_path / "predictions.h5"
-    predict(weights=str(result.bundle), dataset=splits["test"], output=predictions)
+    predict(PredictConfig(weights=str(result.bundle), dataset=splits["test"], output=predictions))
     evaluation = evaluate_predictions(predictions=predictions)
     assert evaluation.total.iou is not None and evaluation.total.iou >= 0.9
     assert set(evaluation.regions) <= {"ALP", "HMA", "SC", "NZ", "CA", "SVAL"}

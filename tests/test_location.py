@@ -79,6 +79,7 @@ def published_region_checkpoint(reference: Path, target: Path) -> Path:
 def test_optimise_bias_with_a_published_checkpoint_by_path_writes_published_names(
     reference_weights: Path, tmp_path: Path
 ) -> None:
+    from glaviz.config import OptimiseBiasConfig
     from glaviz.engine.loading import load_for_inference
     from glaviz.engine.region_vector import optimise_bias
     from tests.helpers import write_stack
@@ -89,6 +90,9 @@ def test_optimise_bias_with_a_published_checkpoint_by_path_writes_published_name
     assert model.region_names == PUBLISHED
     stack = write_stack(tmp_path / "stack.tif", height=40, width=40)
     out = tmp_path / "rv.json"
-    result = optimise_bias(stack=stack, weights=str(weights), output=out, epochs=1, batch_size=1)
+    config = OptimiseBiasConfig(
+        stack=stack, weights=str(weights), output=out, epochs=1, batch_size=1
+    )
+    result = optimise_bias(config)
     assert result.regions == PUBLISHED
     assert json.loads(out.read_text())["regions"] == PUBLISHED

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from glaviz.cli.app import main
-from glaviz.config import DeployConfig
+from glaviz.config import DeployConfig, OptimiseBiasConfig
 from glaviz.engine.deploy import deploy
 from glaviz.engine.region_vector import optimise_bias
 from glaviz.errors import ConfigError, OutputExistsError
@@ -32,8 +32,8 @@ def scene(tmp_path_factory) -> tuple[Path, Path]:
 def test_lowers_entropy_deterministically(scene, tmp_path) -> None:
     stack, model = scene
     kwargs = {"stack": stack, "weights": str(model), "epochs": 6, "batch_size": 2, "seed": 3}
-    a = optimise_bias(output=tmp_path / "a.json", learning_rate=0.05, **kwargs)
-    b = optimise_bias(output=tmp_path / "b.json", learning_rate=0.05, **kwargs)
+    a = optimise_bias(OptimiseBiasConfig(output=tmp_path / "a.json", learning_rate=0.05, **kwargs))
+    b = optimise_bias(OptimiseBiasConfig(output=tmp_path / "b.json", learning_rate=0.05, **kwargs))
     assert a.entropy_after < a.entropy_before
     assert a.region_vector == b.region_vector
     assert sum(a.region_vector) == pytest.approx(1.0, abs=1e-6)
@@ -56,7 +56,9 @@ def test_lowers_entropy_deterministically(scene, tmp_path) -> None:
 def test_published_defaults_stop_early_on_flat_objective(scene, tmp_path) -> None:
     stack, model = scene
     result = optimise_bias(
-        stack=stack, weights=str(model), output=tmp_path / "rv.json", epochs=7, batch_size=2
+        OptimiseBiasConfig(
+            stack=stack, weights=str(model), output=tmp_path / "rv.json", epochs=7, batch_size=2
+        )
     )
     assert result.epochs <= 7 and len(result.region_vector) == 12
     assert np.all(np.asarray(result.region_vector) > 0)
@@ -66,11 +68,13 @@ def test_refuses_other_models_and_existing_output(scene, tmp_path, capsys) -> No
     stack, _ = scene
     plain = tiny_bundle(tmp_path / "plain.glaviz")
     with pytest.raises(ConfigError, match="not a region-encoding model"):
-        optimise_bias(stack=stack, weights=str(plain), output=tmp_path / "rv.json")
+        optimise_bias(
+            OptimiseBiasConfig(stack=stack, weights=str(plain), output=tmp_path / "rv.json")
+        )
     args = ["optimise-bias", str(stack), "--weights", str(plain), "-o", str(tmp_path / "x.json")]
     assert main(args) == 2
     assert capsys.readouterr().err.startswith("Error: ")
     existing = tmp_path / "exists.json"
     existing.write_text("{}")
     with pytest.raises(OutputExistsError):
-        optimise_bias(stack=stack, weights=str(plain), output=existing)
+        optimise_bias(OptimiseBiasConfig(stack=stack, weights=str(plain), output=existing))

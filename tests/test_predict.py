@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from glaviz.cli.app import main
+from glaviz.config import PredictConfig
 from glaviz.engine.blend import blend_in_memory
 from glaviz.engine.predict import predict, tile_window_grid
 from glaviz.errors import InputError, OutputExistsError
@@ -33,7 +34,7 @@ def bundle(tmp_path_factory) -> Path:
 
 def test_matches_published_loop_and_layout(split, bundle, tmp_path) -> None:
     out = tmp_path / "pred.h5"
-    result = predict(weights=str(bundle), dataset=split, output=out, batch_size=3)
+    result = predict(PredictConfig(weights=str(bundle), dataset=split, output=out, batch_size=3))
     model = load_bundle(bundle).inference_model
     with h5py.File(split) as src, h5py.File(out) as dst:
         assert sorted(dst) == sorted(src) and result.tiles == 3
@@ -74,7 +75,7 @@ def test_region_encoding_uses_tile_region(split, tmp_path) -> None:
         tmp_path / "re.glaviz", location="region", location_size=3, region_names=names
     )
     out = tmp_path / "pred.h5"
-    predict(weights=str(weights), dataset=split, output=out, regions=["HMA"])
+    predict(PredictConfig(weights=str(weights), dataset=split, output=out, region=["HMA"]))
     with h5py.File(out) as f:
         assert {f[t].attrs["region"] for t in f} == {"HMA"}
 
@@ -83,10 +84,14 @@ def test_errors(split, bundle, tmp_path, capsys) -> None:
     out = tmp_path / "pred.h5"
     out.write_text("old")
     with pytest.raises(OutputExistsError):
-        predict(weights=str(bundle), dataset=split, output=out)
+        predict(PredictConfig(weights=str(bundle), dataset=split, output=out))
     assert out.read_text() == "old"
     with pytest.raises(InputError, match="does not exist"):
-        predict(weights=str(bundle), dataset=tmp_path / "none.h5", output=tmp_path / "x.h5")
+        predict(
+            PredictConfig(
+                weights=str(bundle), dataset=tmp_path / "none.h5", output=tmp_path / "x.h5"
+            )
+        )
     args = ["predict", "--weights", str(bundle), "--dataset", str(split), "-o", str(out)]
     assert main([*args, "--region", "NZ", "--overwrite"]) == 2
     assert "Error: no tile" in capsys.readouterr().err
@@ -114,7 +119,7 @@ def test_published_layout_is_read_window_by_window(bundle, tmp_path, monkeypatch
 
     monkeypatch.setattr(BenchmarkDataset, "_slice", spy)
     out = tmp_path / "pred.h5"
-    predict(weights=str(bundle), dataset=split, output=out)
+    predict(PredictConfig(weights=str(bundle), dataset=split, output=out))
     assert reads and all(window is not None for _, window in reads)
     assert max(h * w for _, (_, _, h, w) in reads) <= 384 * PATCH  # one window row at most
     with h5py.File(split) as src, h5py.File(out) as dst:

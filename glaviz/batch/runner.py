@@ -107,7 +107,39 @@ def run_batch(
     hashes = WeightsHashes()
     plans = [plan_scene(job, spec, hashes=hashes) for spec in specs]
     mine = {p.id for p in plans if shard is None or shard_of(p.id, shard[1]) == shard[0]}
+    outcomes, todo = _triage(plans, mine=mine, force=force)
+    with Progress(progress, total=len(todo), description="scenes", rate_unit="scenes") as bar:
 
+        def finished(outcome: SceneOutcome) -> None:
+            outcomes[outcome.id] = outcome
+            bar.advance()
+
+        if todo and shard is None:
+            dashboard, n_workers = _run_on_dask(
+                todo,
+                scheduler=scheduler,
+                workers=workers,
+                retries=retries,
+                client=client,
+                announce=announce,
+                on_outcome=finished,
+            )
+        else:
+            _run_here(todo, retries=retries, on_outcome=finished)
+            dashboard, n_workers = None, 1
+    ordered = [outcomes[s.id] for s in specs]
+    return _merge(job.output, ordered, dashboard=dashboard, workers=n_workers, started=started)
+
+
+def _triage(
+    plans: list[ScenePlan | PlanError], *, mine: set[str], force: bool
+) -> tuple[dict[str, SceneOutcome], list[ScenePlan]]:
+    """The outcome of every scene known before running any, and the scenes this run computes.
+
+    A scene is failed (its plan failed, in this shard), skipped (its record matches, unless
+    ``force`` for this shard's scenes), to do (this shard's, not done) or pending (another
+    shard's, not done yet).
+    """
     outcomes: dict[str, SceneOutcome] = {}
     todo: list[ScenePlan] = []
     for plan in plans:
@@ -132,47 +164,37 @@ def run_batch(
             outcomes[plan.id] = SceneOutcome(
                 id=plan.id, status=PENDING, date=plan.date, attempts=-1
             )
+    return outcomes, todo
 
-    dashboard, n_workers = None, 1
-    with Progress(progress, total=len(todo), description="scenes", rate_unit="scenes") as bar:
 
-        def finished(outcome: SceneOutcome) -> None:
-            outcomes[outcome.id] = outcome
-            bar.advance()
-
-        if todo and shard is None:
-            dashboard, n_workers = _run_on_dask(
-                todo,
-                scheduler=scheduler,
-                workers=workers,
-                retries=retries,
-                client=client,
-                announce=announce,
-                on_outcome=finished,
-            )
-        else:
-            _run_here(todo, retries=retries, on_outcome=finished)
-
-    ordered = [outcomes[s.id] for s in specs]
-    summary = write_summary(job.output / "summary.csv", ordered)
+def _merge(
+    output: Path,
+    ordered: list[SceneOutcome],
+    *,
+    dashboard: str | None,
+    workers: int,
+    started: float,
+) -> BatchResult:
+    """Write ``summary.csv`` and the merged ``outlines.gpkg`` over every done scene of the job."""
+    summary = write_summary(output / "summary.csv", ordered)
     done = [
-        (o.id, o.date, job.output / o.id / "outlines.gpkg")
+        (o.id, o.date, output / o.id / "outlines.gpkg")
         for o in ordered
         if o.status in (DONE, SKIPPED)
     ]
-    outlines = job.output / "outlines.gpkg"
+    outlines = output / "outlines.gpkg"
     polygons = merge_outlines(outlines, done)
     counts: dict[str, int] = {}
     for o in ordered:
         counts[o.status] = counts.get(o.status, 0) + 1
     return BatchResult(
-        output=job.output,
+        output=output,
         outcomes=ordered,
         summary=summary,
         outlines=outlines,
         polygons=polygons,
         dashboard=dashboard,
-        workers=n_workers,
+        workers=workers,
         seconds=time.perf_counter() - started,
         counts=counts,
     )

@@ -34,7 +34,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from glaviz.calibration.reliability import ECE_BINS, Reliability, correct_and_co
 from glaviz.errors import ConfigError, InputError
 from glaviz.runs.atomic import atomic_path, write_json_atomic
 from glaviz.runs.outputs import refuse_existing
+
+if TYPE_CHECKING:
+    from glaviz.config.calibrate import CalibrateConfig
 
 __all__ = [
     "METHODS",
@@ -82,6 +85,32 @@ class CalibrationFit:
     tiles: int
     output: Path | None = None
     plot: Path | None = None
+
+    def outputs(self) -> list[Path]:
+        """The files written: the calibration JSON and, when asked for, the diagram."""
+        return [p for p in (self.output, self.plot) if p is not None]
+
+    def summary(self) -> str:
+        """The line ``glaviz calibrate`` prints."""
+        return (
+            f"ECE ({ECE_BINS} bins): {100 * self.ece_before:.2f} % before, "
+            f"{100 * self.ece_after:.2f} % after {self.method} calibration "
+            f"({self.pixels:,} pixels, {self.tiles} tiles); wrote {self.output}"
+            + (f" and {self.plot}" if self.plot else "")
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of ``glaviz calibrate``, less the ``status`` the CLI adds."""
+        return {
+            "outputs": [str(p) for p in self.outputs()],
+            "counts": {
+                "ece_before": self.ece_before,
+                "ece_after": self.ece_after,
+                "pixels": self.pixels,
+                "tiles": self.tiles,
+            },
+            "method": self.method,
+        }
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -221,71 +250,68 @@ def fit_calibration(reliability: Reliability, *, method: str = METHODS[0]) -> Ca
 # ----------------------------------------------------------------------------- the command
 
 
-def calibrate(
-    *,
-    predictions: str | Path,
-    output: str | Path,
-    bins: int = 100,
-    method: str = METHODS[0],
-    plot: str | Path | None = None,
-    overwrite: bool = False,
-    progress: bool = False,
-) -> CalibrationFit:
+def calibrate(config: CalibrateConfig, *, progress: bool = False) -> CalibrationFit:
     """Fit a calibration on a predictions file, write it as JSON (and a reliability plot).
 
-    Checks every option and output before reading anything; then streams the file twice.
+    Checks every output before reading anything (the options were checked when ``config`` was
+    built); then streams the file twice.
     """
-    method = _method(method)
-    Reliability(bins)  # validates bins (ConfigError) before any work
-    predictions, output = Path(predictions), Path(output)
-    plot = Path(plot) if plot is not None else None
+    predictions, output, plot = Path(config.predictions), Path(config.output), config.plot
     for path in (output, plot):
         if path is not None and path.is_dir():
             raise ConfigError(f"{path} is a folder; give a file name")
         if path is not None:
-            refuse_existing(path, overwrite=overwrite)
+            refuse_existing(path, overwrite=config.overwrite)
     if plot is not None:
         _require_matplotlib()
 
-    sizes = sorted({int(bins), ECE_BINS})
+    bins = config.bins
+    sizes = sorted({bins, ECE_BINS})
     raw = collect_reliability(predictions, bins=sizes, progress=progress)
-    before = raw[int(bins)]
+    before = raw[bins]
     _require_pixels(before)
-    model = fit_calibration(before, method=method)
+    model = fit_calibration(before, method=config.method)
     calibrated = collect_reliability(predictions, bins=sizes, calibration=model, progress=progress)
-    after = calibrated[int(bins)]
-    ece_before, ece_after = raw[ECE_BINS].ece(), calibrated[ECE_BINS].ece()
-    tiles = _count_tiles(predictions)
-
-    data = model.to_dict()
-    data["check"] = {
-        "c": CHECK_POINTS.tolist(),
-        "calibrated_unclipped": model.predict(CHECK_POINTS).tolist(),
-    }
-    data["source"] = (
-        f"glaviz calibrate --method {method} --bins {bins} on {predictions.name} "
-        f"({before.total} pixels, {tiles} tiles)"
+    fit = CalibrationFit(
+        model=model,
+        method=config.method,
+        before=before,
+        after=calibrated[bins],
+        ece_before=raw[ECE_BINS].ece(),
+        ece_after=calibrated[ECE_BINS].ece(),
+        pixels=before.total,
+        tiles=_count_tiles(predictions),
+        output=output,
+        plot=plot,
     )
-    data["ece_before"], data["ece_after"] = ece_before, ece_after
+    data = _calibration_file(fit, predictions=predictions)
     # Verify what is about to be written reads back into the same model (check table included).
     CalibrationModel.from_dict(data, source=f"calibration for {output}")
     if plot is not None:  # first: a plotting failure must not leave a new CAL.json behind
         plot_reliability(
-            before=before, after=after, path=plot, ece_before=ece_before, ece_after=ece_after
+            before=fit.before,
+            after=fit.after,
+            path=plot,
+            ece_before=fit.ece_before,
+            ece_after=fit.ece_after,
         )
     write_json_atomic(output, data, allow_nan=False)
-    return CalibrationFit(
-        model=model,
-        method=method,
-        before=before,
-        after=after,
-        ece_before=ece_before,
-        ece_after=ece_after,
-        pixels=before.total,
-        tiles=tiles,
-        output=output,
-        plot=plot,
+    return fit
+
+
+def _calibration_file(fit: CalibrationFit, *, predictions: Path) -> dict[str, Any]:
+    """The CAL.json of a fit: the model, its check table, provenance and the two ECEs."""
+    data = fit.model.to_dict()
+    data["check"] = {
+        "c": CHECK_POINTS.tolist(),
+        "calibrated_unclipped": fit.model.predict(CHECK_POINTS).tolist(),
+    }
+    data["source"] = (
+        f"glaviz calibrate --method {fit.method} --bins {fit.before.bins} on {predictions.name} "
+        f"({fit.pixels} pixels, {fit.tiles} tiles)"
     )
+    data["ece_before"], data["ece_after"] = fit.ece_before, fit.ece_after
+    return data
 
 
 def _count_tiles(predictions: Path) -> int:

@@ -5,7 +5,8 @@ positional argument), with the field's description as help text. Every generated
 takes ``--config FILE`` and ``--print-config``; values come from defaults < the file < the options
 actually typed (click knows which those are), validated once. Existing outputs are handled before
 the command body runs, by :func:`glaviz.runs.records.check_outputs`, so ``--skip-existing``
-never pays for a TensorFlow import.
+never pays for a TensorFlow import. A command over an engine of :mod:`glaviz.api` has one line
+of body, :func:`run_engine`: the engine's result says what to print and what ``--json`` gets.
 """
 
 from __future__ import annotations
@@ -15,17 +16,22 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from pydantic.fields import FieldInfo
 
 from glaviz.cli.app import COMMAND_OWNED, app
-from glaviz.cli.state import say, state
+from glaviz.cli.state import prepare_tensorflow, say, state
 from glaviz.config.base import CommandConfig
 from glaviz.errors import exit_codes_help
 
+if TYPE_CHECKING:
+    from glaviz.api import CommandResult
+    from glaviz.runs.records import Skipped
+
 C = TypeVar("C", bound=CommandConfig)
+R = TypeVar("R", bound="CommandResult")
 
 _CONFIG_PARAM, _PRINT_PARAM = "glaviz_config_file", "glaviz_print_config"
 _KW = inspect.Parameter.KEYWORD_ONLY
@@ -101,14 +107,42 @@ def config_command(
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = hints
         command.__name__ = body.__name__
-        command.__doc__ = _help_text(body.__doc__ or "")
+        command.__doc__ = help_text(body.__doc__ or "")
         app.command(name)(command)
         return body
 
     return decorate
 
 
-def _help_text(doc: str) -> str:
+def run_engine(
+    engine: Callable[..., R | Skipped],
+    config: C,
+    *,
+    tensorflow: bool = False,
+    render: Callable[[R, C], None] | None = None,
+) -> dict[str, Any]:
+    """The body of a command over an engine of :mod:`glaviz.api`: run it, report, return its JSON.
+
+    ``tensorflow``: the engine imports TensorFlow, which is then imported first, quietly (other
+    commands must never pay for it). The result's ``summary()`` is printed unless ``-q``;
+    ``render(result, config)`` replaces that for a command with its own output (evaluate's table),
+    and is called under ``-q`` too, deciding itself what to print. Returns ``to_json()``.
+    """
+    from glaviz.runs.records import Skipped
+
+    if tensorflow:
+        prepare_tensorflow()
+    # check=False: config_command applied --skip-existing/--overwrite before the body ran.
+    result = engine(config, progress=state.show_progress, check=False)
+    assert not isinstance(result, Skipped)
+    if render is not None:
+        render(result, config)
+    elif not state.quiet:
+        say(result.summary())
+    return result.to_json()
+
+
+def help_text(doc: str) -> str:
     """The body's docstring with the exit codes inserted before its closing example(s)."""
     # Typer keeps single newlines in rich mode; a paragraph is one line of help text.
     paragraphs = inspect.cleandoc(doc).split("\n\n")

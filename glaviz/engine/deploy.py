@@ -36,7 +36,12 @@ from glaviz.published.location import SceneCoordinates, region_names
 from glaviz.util.progress import Progress
 
 if TYPE_CHECKING:
-    from glaviz.engine.loading import ModelCache
+    # For annotations only: each module is imported where deploy first uses it.
+    from glaviz.calibration.model import CalibrationModel
+    from glaviz.engine.loading import InferenceModel, ModelCache
+    from glaviz.engine.quicklook import Quicklook
+    from glaviz.engine.tiling import TileGrid
+    from glaviz.published.stack_layout import StackLayout
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,30 @@ class DeployResult:
     glacier_fraction: float
     timings: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The line ``glaviz deploy`` prints."""
+        loop_s = self.timings["loop_s"]
+        return (
+            f"{self.windows} windows in {loop_s:.1f} s "
+            f"({self.windows / max(loop_s, 1e-9):.2f} windows/s); "
+            f"glacier {100 * self.glacier_fraction:.1f} % of valid pixels"
+            + (f", {self.polygons} polygons" if self.polygons is not None else "")
+            + f"; outputs in {self.outdir}/"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of ``glaviz deploy``, less the ``status`` the CLI adds."""
+        return {
+            "outdir": str(self.outdir),
+            "outputs": [str(p) for p in self.outputs],
+            "counts": {
+                "windows": self.windows,
+                "polygons": self.polygons,
+                "glacier_fraction": self.glacier_fraction,
+            },
+            "timings": self.timings,
+        }
 
 
 def deploy(
@@ -171,17 +200,17 @@ class DeployPlan:
     calibration, batch size, and the settings it records."""
 
     config: DeployConfig
-    stack: Any  # the stack's StackLayout
+    stack: StackLayout
     scene: dict[str, Any]  # width, height, crs, transform
-    model: Any  # glaviz.engine.loading.InferenceModel
-    grid: Any  # glaviz.engine.tiling.TileGrid
+    model: InferenceModel
+    grid: TileGrid
     location: np.ndarray | SceneCoordinates | None
     region_vector_regions: list[str] | None
-    calibration: Any
+    calibration: CalibrationModel | None
     calibration_source: str | None
     batch_size: int
     predictor: Predictor
-    quicklook: Any  # glaviz.engine.quicklook.Quicklook | None
+    quicklook: Quicklook | None
     timings: dict[str, float]
 
     @classmethod
@@ -341,7 +370,9 @@ class DeployPlan:
         }
 
 
-def _resolve_calibration(name: str | None, model: Any) -> tuple[Any, str | None]:
+def _resolve_calibration(
+    name: str | None, model: InferenceModel
+) -> tuple[CalibrationModel | None, str | None]:
     from glaviz.calibration import CalibrationModel
 
     if name is not None and name.strip().lower() == "none":

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from glaviz.published.location import LocationEncoder, region_names
 from glaviz.runs.atomic import atomic_path
 from glaviz.runs.outputs import refuse_existing
 from glaviz.util.progress import Progress
+
+if TYPE_CHECKING:
+    from glaviz.config.predict import PredictConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,21 @@ class PredictResult:
     tiles: int
     windows: int
     timings: dict[str, float]
+
+    def summary(self) -> str:
+        """The line ``glaviz predict`` prints."""
+        return (
+            f"{self.tiles} tiles ({self.windows} windows) predicted in "
+            f"{self.timings['loop_s']:.1f} s; written to {self.path}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of ``glaviz predict``, less the ``status`` the CLI adds."""
+        return {
+            "outputs": [str(self.path)],
+            "counts": {"tiles": self.tiles, "windows": self.windows},
+            "timings": self.timings,
+        }
 
 
 def tile_window_grid(height: int, width: int, patch: int) -> Any:
@@ -117,36 +135,29 @@ def _tile_rows(
         yield WindowRow(k, inputs)
 
 
-def predict(
-    *,
-    weights: str,
-    dataset: Path,
-    output: Path,
-    features: tuple[str, ...] | None = None,
-    regions: list[str] | None = None,
-    subregions: list[str] | None = None,
-    tta: bool = False,
-    mc: int = 0,
-    batch_size: int | None = None,
-    precision: str = "float32",
-    overwrite: bool = False,
-    progress: bool = False,
-) -> PredictResult:
-    """Predict every (filtered) tile of ``dataset`` into the predictions layout of DESIGN.md."""
+def predict(config: PredictConfig, *, progress: bool = False) -> PredictResult:
+    """Predict every tile of ``config.dataset`` that passes its region/subregion filters.
+
+    Each tile becomes one group of the predictions file, named as the tile, holding ``prob``
+    (float32 softmax, padding cropped), ``pred`` (uint8 argmax) and, when the split has labels,
+    ``true`` (uint8), with the tile's ``region`` and ``subregion`` as attributes: the layout that
+    ``glaviz evaluate`` and ``glaviz calibrate`` read.
+    """
     import h5py
 
     from glaviz.engine.inference import BatchedModel, batch_size_for_budget
     from glaviz.engine.loading import load_for_inference
     from glaviz.published.benchmark import BenchmarkDataset
 
-    output = Path(output)
-    refuse_existing(output, overwrite=overwrite)
-    model = load_for_inference(weights, features=features, mc_dropout=mc > 0, precision=precision)
-    config = model.config
+    output, dataset, tta, mc = Path(config.output), Path(config.dataset), config.tta, config.mc
+    refuse_existing(output, overwrite=config.overwrite)
+    model = load_for_inference(
+        config.weights, features=config.features, mc_dropout=mc > 0, precision=config.precision
+    )
+    arch = model.config
     groups = list(model.groups)
-    p = config.patch_size
-    if batch_size is None:
-        batch_size = batch_size_for_budget(config, tta=tta)
+    p = arch.patch_size
+    batch_size = config.batch_size or batch_size_for_budget(arch, tta=tta)
     predictor = BatchedModel.for_model(model, batch_size=batch_size, tta=tta, mc=mc)
     encoder = location_encoder(model)
 
@@ -158,7 +169,7 @@ def predict(
         h5py.File(tmp, "w") as out,
     ):
         data.require_groups(groups, what=f"the model ({model.path.name})")
-        tiles = data.tiles(regions=regions, subregions=subregions, groups=groups)
+        tiles = data.tiles(regions=config.region, subregions=config.subregion, groups=groups)
         if not tiles:
             raise ConfigError(
                 f"no tile of {dataset} matches the region/subregion filters and holds "
@@ -167,26 +178,30 @@ def predict(
         with Progress(progress, total=len(tiles), description="predict") as bar:
             for info in tiles:
                 grid = tile_window_grid(info.height, info.width, p)
-                prob = np.zeros((info.height, info.width, config.n_classes), np.float32)
+                prob = np.zeros((info.height, info.width, arch.n_classes), np.float32)
                 source = _tile_rows(data, info, groups, grid, tile_location(encoder, info))
                 for block in window_loop(source, grid=grid, predictor=predictor, timings=timings):
                     prob[block.start : block.start + len(block.probs)] = block.probs
                 windows += grid.n_windows
-                prob = info.crop(prob)
-                group = out.create_group(info.name)
-                group.create_dataset("prob", data=prob, **_GZIP)
-                pred = np.argmax(prob, axis=-1).astype(np.uint8)
-                group.create_dataset("pred", data=pred, **_GZIP)
-                if info.has_labels:
-                    labels = data.labels(info.name, window=info.unpadded)
-                    true = labels[..., -1].round().astype(np.uint8)
-                    group.create_dataset("true", data=true, **_GZIP)
-                group.attrs["tile_name"] = info.name
-                group.attrs["region"] = info.region
-                group.attrs["subregion"] = info.subregion
+                _write_tile(out, data, info, info.crop(prob))
                 bar.advance()
         out.attrs["weights"] = str(model.path)
-        out.attrs["dataset"] = str(Path(dataset).resolve())
+        out.attrs["dataset"] = str(dataset.resolve())
         out.attrs["tta"] = tta
         out.attrs["mc"] = mc
     return PredictResult(path=output, tiles=len(tiles), windows=windows, timings=timings.as_dict())
+
+
+def _write_tile(out: Any, data: Any, info: Any, prob: np.ndarray) -> None:
+    """One tile's group of the predictions file: ``prob``, ``pred``, ``true`` when labelled."""
+    group = out.create_group(info.name)
+    group.create_dataset("prob", data=prob, **_GZIP)
+    pred = np.argmax(prob, axis=-1).astype(np.uint8)
+    group.create_dataset("pred", data=pred, **_GZIP)
+    if info.has_labels:
+        labels = data.labels(info.name, window=info.unpadded)
+        true = labels[..., -1].round().astype(np.uint8)
+        group.create_dataset("true", data=true, **_GZIP)
+    group.attrs["tile_name"] = info.name
+    group.attrs["region"] = info.region
+    group.attrs["subregion"] = info.subregion

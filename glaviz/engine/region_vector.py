@@ -11,9 +11,10 @@ stops once the squared change of ``b`` over an epoch stays below 1e-8 for 5 epoc
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from glaviz.published.location import region_names
 from glaviz.runs.atomic import write_json_atomic
 from glaviz.runs.outputs import refuse_existing
 from glaviz.util.progress import Progress
+
+if TYPE_CHECKING:
+    from glaviz.config.optimise_bias import OptimiseBiasConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,26 @@ class BiasResult:
     epochs: int
     steps_per_epoch: int
     stopped_early: bool
+
+    def summary(self) -> str:
+        """The line ``glaviz optimise-bias`` prints."""
+        return (
+            f"mean entropy {self.entropy_before:.4f} → {self.entropy_after:.4f} after "
+            f"{self.epochs} epochs; region vector written to {self.path}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of ``glaviz optimise-bias``, less the ``status`` the CLI adds."""
+        return {
+            "outputs": [str(self.path)],
+            "region_vector": self.region_vector,
+            "regions": self.regions,
+            "counts": {
+                "epochs": self.epochs,
+                "entropy_before": self.entropy_before,
+                "entropy_after": self.entropy_after,
+            },
+        }
 
 
 class _WindowSampler:
@@ -86,32 +110,49 @@ def mean_entropy(probs: Any) -> Any:
     return tf.reduce_mean(entropy)
 
 
-def optimise_bias(
-    *,
-    stack: Path,
-    weights: str,
-    output: Path,
-    epochs: int = 100,
-    seed: int = 0,
-    batch_size: int = 8,
-    learning_rate: float = 1e-4,
-    overwrite: bool = False,
-    progress: bool = False,
-) -> BiasResult:
-    """Learn the region vector that minimises mean prediction entropy on ``stack``."""
-    import rasterio
-    import tensorflow as tf
+def optimise_bias(config: OptimiseBiasConfig, *, progress: bool = False) -> BiasResult:
+    """Learn the region vector that minimises mean prediction entropy on ``config.stack``.
 
+    Four stages: load the model (it must be region-encoding), open the stack, descend on the
+    entropy, write the vector. The bounds on epochs, batch size and learning rate are the
+    configuration model's, checked once when it is built.
+    """
+    output = Path(config.output)
+    refuse_existing(output, overwrite=config.overwrite)
+    model, regions = _region_model(config.weights)
+    with _open_stack(config.stack) as dataset:
+        descent = _descend(dataset, model, config, progress=progress)
+    result = BiasResult(
+        path=output,
+        region_vector=descent.vector,
+        regions=regions,
+        entropy_before=descent.entropy_before,
+        entropy_after=descent.entropy_after,
+        epochs=descent.epochs,
+        steps_per_epoch=descent.steps_per_epoch,
+        stopped_early=descent.stopped_early,
+    )
+    write_json_atomic(output, _vector_file(result, descent, config, weights=model.path))
+    return result
+
+
+@dataclass(frozen=True)
+class _Descent:
+    """What the optimisation reached: the bias, its softmax and the entropy on held-out windows."""
+
+    bias: list[float]
+    vector: list[float]
+    entropy_before: float
+    entropy_after: float
+    epochs: int
+    steps_per_epoch: int
+    stopped_early: bool
+
+
+def _region_model(weights: str) -> tuple[Any, list[str]]:
+    """The model (loaded for inference) and the names of its regions; refuses other models."""
     from glaviz.engine.loading import load_for_inference
-    from glaviz.published.stack_layout import StackLayout
 
-    output = Path(output)
-    refuse_existing(output, overwrite=overwrite)
-    if epochs < 1 or batch_size < 1 or learning_rate <= 0:
-        raise ConfigError(
-            f"--epochs and --batch-size must be at least 1 and the learning rate positive "
-            f"(got {epochs}, {batch_size}, {learning_rate})"
-        )
     model = load_for_inference(weights)
     config = model.config
     if config.location_encoding != "region":
@@ -120,82 +161,121 @@ def optimise_bias(
             f"{model.path.name} is not a region-encoding model (it has {kind}); optimise-bias "
             "adapts the region vector of region-encoding models such as 'region-encoding'"
         )
-    size = config.location_size
-    regions = region_names(size, known=model.region_names)
+    return model, region_names(config.location_size, known=model.region_names)
+
+
+def _open_stack(stack: Path) -> Any:
+    """The open feature stack (a rasterio dataset), or an :class:`InputError` that names it."""
+    import rasterio
 
     try:
-        dataset = rasterio.open(stack)
+        return rasterio.open(stack)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"cannot open stack {stack}: {exc}") from None
-    with dataset:
-        layout = StackLayout.read(dataset)
-        layout.require(model.groups)
-        p = config.patch_size
-        steps = max(1, int(dataset.height * dataset.width / p**2 / batch_size + 0.5))
-        tf.random.set_seed(seed)
-        sampler = _WindowSampler(dataset, layout, model, seed)
-        held_out = _WindowSampler(dataset, layout, model, seed + 1).batch(batch_size)
 
-        bias = tf.Variable(tf.ones((size,)), dtype=tf.float32, name="region_bias")
-        optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
-        infer = model.model
 
-        def location_for(batch: dict[str, Any]) -> Any:
-            n = tf.shape(next(iter(batch.values())))[0]
-            return tf.tile(tf.nn.softmax(bias)[None], [n, 1])
+def _steps_per_epoch(height: int, width: int, patch: int, batch_size: int) -> int:
+    """The published epoch: about as many windows as fit the scene once, at least one step."""
+    return max(1, int(height * width / patch**2 / batch_size + 0.5))
 
-        @tf.function(reduce_retracing=True)
-        def step(batch: dict[str, Any]) -> Any:
-            with tf.GradientTape() as tape:
-                loss = mean_entropy(infer({**batch, "location": location_for(batch)}))
-            optimizer.apply_gradients([(tape.gradient(loss, bias), bias)])
-            return loss
 
-        @tf.function(reduce_retracing=True)
-        def evaluate(batch: dict[str, Any]) -> Any:
-            return mean_entropy(infer({**batch, "location": location_for(batch)}))
+def _descend(dataset: Any, model: Any, config: OptimiseBiasConfig, *, progress: bool) -> _Descent:
+    """Adam on the bias ``b`` (starting at ones) against the mean entropy of random windows."""
+    import tensorflow as tf
 
-        entropy_before = float(evaluate(held_out))
-        quiet_epochs, done, stopped = 0, 0, False
-        with Progress(progress, total=epochs, description="optimise-bias") as bar:
-            for done in range(1, epochs + 1):
-                previous = bias.numpy().copy()
-                for _ in range(steps):
-                    step(sampler.batch(batch_size))
-                change = float(np.sum((bias.numpy() - previous) ** 2))
-                quiet_epochs = quiet_epochs + 1 if change < TOLERANCE else 0
-                bar.advance()
-                log.info("epoch %d: squared change of the bias %.3g", done, change)
-                if quiet_epochs >= PATIENCE:
-                    stopped = True
-                    break
-        entropy_after = float(evaluate(held_out))
+    from glaviz.published.stack_layout import StackLayout
 
-    vector = [float(v) for v in tf.nn.softmax(bias).numpy().astype(np.float64)]
-    result = BiasResult(
-        path=output,
-        region_vector=vector,
-        regions=regions,
+    layout = StackLayout.read(dataset)
+    layout.require(model.groups)
+    size, seed, batch_size = model.config.location_size, config.seed, config.batch_size
+    steps = _steps_per_epoch(dataset.height, dataset.width, model.config.patch_size, batch_size)
+    tf.random.set_seed(seed)
+    sampler = _WindowSampler(dataset, layout, model, seed)
+    held_out = _WindowSampler(dataset, layout, model, seed + 1).batch(batch_size)
+
+    bias = tf.Variable(tf.ones((size,)), dtype=tf.float32, name="region_bias")
+    optimizer = tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
+    step, evaluate = _entropy_functions(model.model, bias, optimizer)
+
+    entropy_before = float(evaluate(held_out))
+    epochs, stopped = _run_epochs(
+        lambda: step(sampler.batch(batch_size)),
+        bias,
+        steps=steps,
+        epochs=config.epochs,
+        progress=progress,
+    )
+    entropy_after = float(evaluate(held_out))
+    return _Descent(
+        bias=[float(v) for v in bias.numpy()],
+        vector=[float(v) for v in tf.nn.softmax(bias).numpy().astype(np.float64)],
         entropy_before=entropy_before,
         entropy_after=entropy_after,
-        epochs=done,
+        epochs=epochs,
         steps_per_epoch=steps,
         stopped_early=stopped,
     )
-    write_json_atomic(
-        output,
-        {
-            "region_vector": vector,
-            "regions": regions,
-            "entropy_before": entropy_before,
-            "entropy_after": entropy_after,
-            "bias": [float(v) for v in bias.numpy()],
-            "epochs": done,
-            "steps_per_epoch": steps,
-            "stopped_early": stopped,
-            "seed": seed,
-            "weights": str(model.path),
-            "stack": str(Path(stack).resolve()),
-        },
-    )
-    return result
+
+
+def _entropy_functions(infer: Any, bias: Any, optimizer: Any) -> tuple[Any, Any]:
+    """Compiled ``step(batch)`` (one Adam update of ``bias``, returns the loss) and
+    ``evaluate(batch)`` (the mean entropy), both feeding softmax(``bias``) as the location."""
+    import tensorflow as tf
+
+    def location_for(batch: dict[str, Any]) -> Any:
+        n = tf.shape(next(iter(batch.values())))[0]
+        return tf.tile(tf.nn.softmax(bias)[None], [n, 1])
+
+    @tf.function(reduce_retracing=True)
+    def step(batch: dict[str, Any]) -> Any:
+        with tf.GradientTape() as tape:
+            loss = mean_entropy(infer({**batch, "location": location_for(batch)}))
+        optimizer.apply_gradients([(tape.gradient(loss, bias), bias)])
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def evaluate(batch: dict[str, Any]) -> Any:
+        return mean_entropy(infer({**batch, "location": location_for(batch)}))
+
+    return step, evaluate
+
+
+def _run_epochs(
+    step: Callable[[], Any], bias: Any, *, steps: int, epochs: int, progress: bool
+) -> tuple[int, bool]:
+    """Epochs of ``steps`` steps until the published stopping rule holds or ``epochs`` ran out.
+
+    Returns the epochs run and whether the stopping rule ended them.
+    """
+    quiet_epochs, done = 0, 0
+    with Progress(progress, total=epochs, description="optimise-bias") as bar:
+        for done in range(1, epochs + 1):
+            previous = bias.numpy().copy()
+            for _ in range(steps):
+                step()
+            change = float(np.sum((bias.numpy() - previous) ** 2))
+            quiet_epochs = quiet_epochs + 1 if change < TOLERANCE else 0
+            bar.advance()
+            log.info("epoch %d: squared change of the bias %.3g", done, change)
+            if quiet_epochs >= PATIENCE:
+                return done, True
+    return done, False
+
+
+def _vector_file(
+    result: BiasResult, descent: _Descent, config: OptimiseBiasConfig, *, weights: Path
+) -> dict[str, Any]:
+    """The region vector JSON: what ``glaviz deploy --region-vector`` reads, with provenance."""
+    return {
+        "region_vector": result.region_vector,
+        "regions": result.regions,
+        "entropy_before": result.entropy_before,
+        "entropy_after": result.entropy_after,
+        "bias": descent.bias,
+        "epochs": result.epochs,
+        "steps_per_epoch": result.steps_per_epoch,
+        "stopped_early": result.stopped_early,
+        "seed": config.seed,
+        "weights": str(weights),
+        "stack": str(Path(config.stack).resolve()),
+    }

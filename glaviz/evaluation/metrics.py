@@ -24,6 +24,7 @@ wherever that is defined, and stays defined (0.0) when one of P or R is 0/0 but 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,7 +100,8 @@ class Counts:
         return _ratio(self.tp + self.tn, self.total)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON block of DESIGN.md: the five scores (``None`` when undefined), then counts."""
+        """The JSON block of ``glaviz evaluate`` (docs/evaluation.md): the five scores (``None``
+        when undefined), then counts."""
         scores: dict[str, Any] = {name: getattr(self, name) for name in SCORE_NAMES}
         return {**scores, "tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn}
 
@@ -134,6 +136,8 @@ class Evaluation:
     areas: Areas | None = None
     tiles: int = 0
     excluded_pixels: int = 0
+    #: The JSON file the scores were written to, if any (``glaviz evaluate --json FILE``).
+    output: Path | None = None
 
     def add(
         self, counts: Counts, *, region: str | None = None, subregion: str | None = None
@@ -146,7 +150,7 @@ class Evaluation:
             self.subregions[subregion] = self.subregions.get(subregion, Counts()) + counts
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON of DESIGN.md, names sorted; raster mode adds ``areas`` and ``pixels``."""
+        """The scores JSON of evaluate, names sorted; raster mode adds ``areas`` and ``pixels``."""
         data: dict[str, Any] = {
             "total": self.total.to_dict(),
             "regions": {name: self.regions[name].to_dict() for name in sorted(self.regions)},
@@ -158,3 +162,23 @@ class Evaluation:
             data["areas"] = self.areas.to_dict()
             data["pixels"] = {"evaluated": self.total.total, "excluded": self.excluded_pixels}
         return data
+
+    def summary(self) -> str:
+        """The total scores on one line (the command prints the full table instead)."""
+        total = self.total
+        scores = ", ".join(
+            f"{label} {'–' if value is None else f'{value:.4f}'}"
+            for label, value in (
+                ("IoU", total.iou),
+                ("precision", total.precision),
+                ("recall", total.recall),
+                ("F1", total.f1),
+                ("accuracy", total.accuracy),
+            )
+        )
+        return f"{scores} over {total.total:,} pixels"
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of ``glaviz evaluate``, less the ``status`` the CLI adds."""
+        outputs = [] if self.output is None else [str(self.output)]
+        return {"outputs": outputs, "scores": self.to_dict()}

@@ -39,6 +39,27 @@ class InventoryResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
 
+    def summary(self) -> str:
+        """The line ``glaviz inventory`` prints."""
+        methods = ", ".join(f"{v} {k}" for k, v in sorted(self.methods.items()))
+        return (
+            f"{self.glaciers} glaciers from {self.complexes} complexes ({methods}); "
+            f"{self.vanished} reference glaciers vanished; {self.seconds:.1f} s; "
+            f"wrote {self.output}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of ``glaviz inventory``, less the ``status`` the CLI adds."""
+        return {
+            "outputs": [str(self.output), str(self.record)],
+            "counts": {
+                "glaciers": self.glaciers,
+                "complexes": self.complexes,
+                "vanished": self.vanished,
+            },
+            "timings": {"total_s": self.seconds},
+        }
+
 
 @dataclass
 class _Collected:
@@ -80,9 +101,7 @@ def build_inventory(config: InventoryConfig, *, progress: bool = False) -> Inven
         labels, n = ndimage.label(scene.ice, structure=ICE_STRUCTURE)
         objects = ndimage.find_objects(labels)
         timings["label_s"] = time.perf_counter() - t0 - timings["read_s"]
-        params = KienholzParams(
-            **{k: getattr(config, k) for k in KienholzParams.__dataclass_fields__}
-        )
+        params = KienholzParams.from_config(config)
         collected = _Collected()
         t_loop = time.perf_counter()
         with Progress(

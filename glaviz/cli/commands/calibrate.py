@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from glaviz.cli.from_config import config_command
-from glaviz.cli.state import say, state
+from glaviz import api
+from glaviz.cli.from_config import config_command, run_engine
 from glaviz.config import CalibrateConfig
 
 
@@ -22,25 +22,4 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
 
     Example: glaviz calibrate predictions_val.h5 -o calibration.json --plot reliability.png
     """
-    from glaviz import api
-
-    result = api.calibrate(config, progress=state.show_progress, check=False)
-    assert not isinstance(result, api.Skipped)
-    if not state.quiet:
-        say(
-            f"ECE (100 bins): {100 * result.ece_before:.2f} % before, "
-            f"{100 * result.ece_after:.2f} % after {result.method} calibration "
-            f"({result.pixels:,} pixels, {result.tiles} tiles); wrote {result.output}"
-            + (f" and {result.plot}" if result.plot else "")
-        )
-    outputs = [p for p in (result.output, result.plot) if p is not None]
-    return {
-        "outputs": [str(p) for p in outputs],
-        "counts": {
-            "ece_before": result.ece_before,
-            "ece_after": result.ece_after,
-            "pixels": result.pixels,
-            "tiles": result.tiles,
-        },
-        "method": result.method,
-    }
+    return run_engine(api.calibrate, config)

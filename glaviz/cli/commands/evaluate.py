@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from glaviz.cli.from_config import config_command
+from glaviz import api
+from glaviz.cli.from_config import config_command, run_engine
 from glaviz.cli.state import console, say, state
 from glaviz.config import EvaluateConfig
 
@@ -32,18 +33,17 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
 
     Example: glaviz evaluate predictions_test.h5 --json scores.json
     """
-    from glaviz import api
+    return run_engine(api.evaluate, config, render=_show)
 
-    result = api.evaluate(config, progress=state.show_progress, check=False)
-    assert not isinstance(result, api.Skipped)
-    scores = result.to_dict()
+
+def _show(result: Evaluation, config: EvaluateConfig) -> None:
+    """``--json -``: the scores as JSON on stdout (part of the one object under the global
+    ``--json``); otherwise the table, unless ``-q``."""
     if config.to_stdout:
-        if not state.json:  # under --json the scores are part of the one JSON object
-            typer.echo(json.dumps(scores, indent=2))
+        if not state.json:
+            typer.echo(json.dumps(result.to_dict(), indent=2))
     elif not state.quiet:
         _render(result, config.json_output)
-    outputs = config.output_files()
-    return {"outputs": [str(p) for p in outputs], "scores": scores}
 
 
 def _fmt(value: float | None) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from glaviz.cli.from_config import config_command
-from glaviz.cli.state import say, state
+from glaviz import api
+from glaviz.cli.from_config import config_command, run_engine
 from glaviz.config import FeaturesConfig
 
 
@@ -20,17 +20,4 @@ def features(config: FeaturesConfig) -> dict[str, Any]:
 
     Example: glaviz features --from-published swiss_alps_features-004.pickle -o stack.tif
     """
-    from glaviz import api
-
-    result = api.compile_features(config, progress=state.show_progress, check=False)
-    assert not isinstance(result, api.Skipped)
-    if not state.quiet:
-        say(
-            f"Wrote {result.path}: {result.width} × {result.height} px, {len(result.bands)} bands "
-            f"({', '.join(result.groups)}), {result.crs}, {result.seconds:.1f} s"
-        )
-    return {
-        "outputs": [str(result.path)],
-        "counts": {"width": result.width, "height": result.height, "bands": len(result.bands)},
-        "timings": {"total_s": result.seconds},
-    }
+    return run_engine(api.compile_features, config)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from glaviz.cli.from_config import config_command
-from glaviz.cli.state import say, state
+from glaviz import api
+from glaviz.cli.from_config import config_command, run_engine
 from glaviz.config import InventoryConfig
 
 #: Short option names for the fields whose names carry their unit (the help says the unit).
@@ -36,23 +36,4 @@ def inventory(config: InventoryConfig) -> dict[str, Any]:
     Example: glaviz inventory out/ --dem dem.tif --reference rgi.gpkg --reference-id rgi_id
     -o glaciers.gpkg
     """
-    from glaviz import api
-
-    result = api.inventory(config, progress=state.show_progress, check=False)
-    assert not isinstance(result, api.Skipped)
-    if not state.quiet:
-        methods = ", ".join(f"{v} {k}" for k, v in sorted(result.methods.items()))
-        say(
-            f"{result.glaciers} glaciers from {result.complexes} complexes ({methods}); "
-            f"{result.vanished} reference glaciers vanished; {result.seconds:.1f} s; "
-            f"wrote {result.output}"
-        )
-    return {
-        "outputs": [str(result.output), str(result.record)],
-        "counts": {
-            "glaciers": result.glaciers,
-            "complexes": result.complexes,
-            "vanished": result.vanished,
-        },
-        "timings": {"total_s": result.seconds},
-    }
+    return run_engine(api.inventory, config)

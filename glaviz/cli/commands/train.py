@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from glaviz.cli.app import app
-from glaviz.cli.from_config import _help_text
+from glaviz.cli.from_config import help_text
 from glaviz.cli.state import console, prepare_tensorflow, say, state
 
 
@@ -94,5 +94,5 @@ def train(
 
 
 # The exit codes sentence comes from the one table of them (glaviz.errors), as for every command.
-train.__doc__ = _help_text(train.__doc__ or "")
+train.__doc__ = help_text(train.__doc__ or "")
 app.command("train")(train)
