@@ -54,6 +54,9 @@ SCENE_PATHS: tuple[str, ...] = ("stack", *RAW_INPUTS, "region_vector")
 BATCH_OWNED: frozenset[str] = frozenset({"stack", "output", "overwrite"})
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: What ``glaviz batch`` writes at the top of OUTPUT, beside the scene folders: a scene id may not
+#: take these names (compared without case, for case-insensitive file systems).
+JOB_OUTPUT_NAMES: tuple[str, ...] = ("summary.csv", "outlines.gpkg")
 
 
 class SceneSpec(CommandConfig):
@@ -80,6 +83,11 @@ class SceneSpec(CommandConfig):
             raise ValueError(
                 f"scene id {value!r} must start with a letter or digit and hold only letters, "
                 "digits, '.', '_' and '-' (it names the folder OUTPUT/<id>/)"
+            )
+        if value.lower() in JOB_OUTPUT_NAMES:
+            raise ValueError(
+                f"scene id {value!r} is the name of a file glaviz batch writes in OUTPUT "
+                f"({', '.join(JOB_OUTPUT_NAMES)}); choose another id"
             )
         return value
 

@@ -17,8 +17,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Collection
 from contextlib import ExitStack
@@ -36,6 +34,7 @@ from glaviz import __version__
 from glaviz.errors import ConfigError, InputError
 from glaviz.features.slope import BLOCK, write_slope
 from glaviz.published.groups import GROUP_STACK_BANDS
+from glaviz.runs.atomic import scratch_folder
 from glaviz.runs.outputs import refuse_existing
 from glaviz.util.progress import Progress
 from glaviz.util.rasters import (
@@ -363,16 +362,6 @@ def _check_window_size(window_size: int) -> None:
         raise ConfigError(f"window_size must be a positive multiple of {BLOCK}, got {window_size}")
 
 
-def _scratch_folder(stack: ExitStack, output: Path) -> Path:
-    """A hidden folder next to ``output`` for the stack in the making, removed on exit.
-
-    Next to it, so that the final rename stays on one file system and is atomic.
-    """
-    scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent))
-    stack.callback(shutil.rmtree, scratch, ignore_errors=True)
-    return scratch
-
-
 def _dem_with_slope(
     stack: ExitStack,
     elevation: DatasetReader,
@@ -599,14 +588,14 @@ def compile_stack(
     }
     paths = {k: Path(v) for k, v in given.items() if v is not None}
     output = resolve_output(Path(output), paths, overwrite)
-    output.parent.mkdir(parents=True, exist_ok=True)
     layout = _StackBands.of(paths, slope_computed=slope is None)
 
     with ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         sources = _open_inputs(stack, paths)
         opt = sources["optical"]
-        part = _scratch_folder(stack, output) / output.name
+        # Beside the output, so the final rename is atomic; removed whatever happens.
+        part = stack.enter_context(scratch_folder(output)) / output.name
         optical_max = _fill_stack(
             stack,
             sources,

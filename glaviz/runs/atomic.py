@@ -1,9 +1,14 @@
 """Atomic outputs: write under a hidden temporary name in the target folder, rename at the end.
 
-An interrupted or failed command must never leave a file that looks complete. Writing beside the
-target (same file system) makes the final ``os.replace`` atomic. ``mkstemp`` creates files readable
-by their owner only, so the finished file gets the permissions a plain ``open`` would have given
-(0666 minus the umask).
+An interrupted or failed command must never leave a file that looks complete, nor anything else:
+not the temporary file, not the folders it created for the output. Writing beside the target (same
+file system) makes the final ``os.replace`` atomic. ``mkstemp`` creates files readable by their
+owner only, so the finished file gets the permissions a plain ``open`` would have given (0666 minus
+the umask).
+
+A process killed with SIGKILL cannot clean up after itself. Every temporary name therefore carries
+the writer's process id, and the next writer of the same target removes the leftovers of processes
+that no longer exist (:func:`sweep_stale`) before it starts.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,21 +31,114 @@ def default_mode() -> int:
     return 0o666 & ~mask
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a process of another user counts)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_prefix(target: Path) -> str:
+    """The start of every temporary name of ``target``: hidden, and naming this process."""
+    return f".{target.name}.{os.getpid()}-"
+
+
+def sweep_stale(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
+    """Remove entries of ``folder`` whose name matches ``pattern`` and whose writer is gone.
+
+    ``pattern``'s group ``pid`` is the writer's process id; the entries of live processes (this
+    one included) are left alone. Returns what was removed.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or pid_alive(int(match.group("pid"))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _stale_pattern(target: Path) -> re.Pattern[str]:
+    return re.compile(rf"^\.{re.escape(target.name)}\.(?P<pid>\d+)-.+$")
+
+
+@contextlib.contextmanager
+def created_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Create ``folder`` and its missing parents; on failure remove those this call created.
+
+    Only empty folders are removed, deepest first, so nothing that another process put there in
+    the meantime is lost.
+    """
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        remove_empty(missing)
+        raise
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; stop at the first that is not."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".part") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` on success, else is removed."""
+    """Yield a temporary path beside ``path``; it replaces ``path`` on success, else is removed
+    (with the folders created for it)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, default_mode())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with created_folder(target.parent):
+        sweep_stale(target.parent, _stale_pattern(target))
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=suffix, dir=target.parent)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            os.chmod(tmp, default_mode())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def scratch_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A hidden working folder beside ``path``, removed at the end whatever happens.
+
+    For outputs that GDAL writes with side files: build them in here, then rename the finished
+    file to ``path`` (same file system, so the rename is atomic). The folders created for ``path``
+    are removed again when the work fails.
+    """
+    target = Path(path)
+    with created_folder(target.parent):
+        sweep_stale(target.parent, _stale_pattern(target))
+        scratch = Path(
+            tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".part", dir=target.parent)
+        )
+        try:
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

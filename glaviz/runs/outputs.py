@@ -14,18 +14,27 @@ commit, so the folder never mixes two runs. A failed run removes its temporary f
 folder itself (and the parents it made) when the run created it. While a run writes, it holds an
 exclusive lock on the folder (the file ``.glaviz.lock`` inside it, removed at the end): a second
 run into the same folder fails at once instead of interleaving its files with the first.
+
+Temporary and scratch names carry the writer's process id. A run killed with SIGKILL leaves them
+behind; the next run that takes the lock removes those of processes that no longer exist, so a
+re-run leaves the folder clean.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from glaviz.errors import InputError, OutputExistsError, OutputLockedError
+from glaviz.runs.atomic import remove_empty, sweep_stale
 
 LOCK_NAME = ".glaviz.lock"
+#: Temporary (``.outlines.partial-PID.tif``) and scratch (``.outlines.tif.scratch-PID``) names of
+#: an output folder, with GDAL's side files (``….aux.xml``, ``….ovr``).
+_TEMP_NAME = re.compile(r"^\..+?\.(?:partial|scratch)-(?P<pid>\d+)(?:\..*)?$")
 #: The record every output folder commits last.
 RECORD_NAME = "run.json"
 
@@ -89,6 +98,8 @@ class OutputFolder:
         self._scratch: list[Path] = []
         self._created: list[Path] = []
         self._lock: Any = None
+        #: Leftovers of killed runs removed when the lock was taken.
+        self.swept: list[Path] = []
 
     def __enter__(self) -> OutputFolder:
         if self.outdir.exists() and not self.outdir.is_dir():
@@ -102,6 +113,7 @@ class OutputFolder:
         except BaseException:
             self._remove_created()
             raise
+        self.swept = sweep_stale(self.outdir, _TEMP_NAME)
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
@@ -131,11 +143,7 @@ class OutputFolder:
             self._lock = None
 
     def _remove_created(self) -> None:
-        for folder in self._created:
-            try:
-                folder.rmdir()  # only when empty: never removes anything else
-            except OSError:
-                break
+        remove_empty(self._created)  # only when empty: never removes anything else
         self._created = []
 
     def temp(self, name: str) -> Path:

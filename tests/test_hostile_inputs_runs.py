@@ -1,0 +1,90 @@
+"""Leftovers: nothing a failed or killed run wrote outlives it (the fault tour, part C)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from glaviz.runs.atomic import atomic_path, write_text_atomic
+from glaviz.runs.outputs import LOCK_NAME, OutputFolder
+from glaviz.samples import make_scene
+from tests.capped import glaviz
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_taking_an_output_folder_sweeps_what_killed_runs_left(tmp_path: Path) -> None:
+    out = tmp_path / "scene.glaviz"
+    out.mkdir()
+    dead = _dead_pid()
+    stale = [
+        out / f".outlines.partial-{dead}.tif",
+        out / f".outlines.tif.scratch-{dead}",
+        out / f".outlines.tif.scratch-{dead}.aux.xml",
+        out / f".run.partial-{dead}.json",
+    ]
+    for path in stale:
+        path.write_bytes(b"x" * 100)
+    (out / LOCK_NAME).write_text("")  # a lock file whose holder was killed
+    alive = out / ".outlines.partial-1.tif"  # pid 1 always exists: another live writer's file
+    alive.write_bytes(b"x")
+    with OutputFolder(out, ("outlines.tif", "run.json"), overwrite=True) as folder:
+        folder.temp("outlines.tif").write_bytes(b"new")
+        folder.commit()
+    assert sorted(p.name for p in folder.swept) == sorted(p.name for p in stale)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["outlines.tif", alive.name])
+
+
+def test_an_atomic_write_sweeps_the_temporary_files_of_dead_writers(tmp_path: Path) -> None:
+    target = tmp_path / "stack.tif"
+    dead = _dead_pid()
+    leftover = tmp_path / f".stack.tif.{dead}-k2j3h4.part"
+    leftover.write_bytes(b"x" * 10)
+    write_text_atomic(target, "done")
+    assert not leftover.exists() and target.read_text() == "done"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.tif"]
+
+
+def test_a_failed_atomic_write_removes_the_folders_it_made(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "c.txt"
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk gone")
+    except RuntimeError:
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_features_leaves_no_folders(tmp_path: Path) -> None:
+    files = make_scene(tmp_path / "scene", size=(64, 64), seed=1)
+    broken = tmp_path / "optical.tif"
+    broken.write_bytes(files.optical.read_bytes()[: files.optical.stat().st_size // 2])
+    out = tmp_path / "out" / "new1" / "new2" / "f.tif"
+    outcome = glaviz(
+        "features", "-o", str(out), "--optical", str(broken), "--elevation", str(files.elevation)
+    )
+    assert outcome.returncode == 1, outcome.stderr
+    assert len(outcome.error_lines) == 1 and "optical.tif" in outcome.error_lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_scene_ids_may_not_take_the_names_of_the_job_outputs(tmp_path: Path) -> None:
+    stack = tmp_path / "s.tif"
+    stack.write_bytes(b"")
+    for reserved in ("summary.csv", "Outlines.GPKG"):
+        job = tmp_path / "job.toml"
+        job.write_text(
+            f'output = "out"\n[deploy]\nweights = "demo"\n[[scene]]\nid = "{reserved}"\n'
+            'stack = "s.tif"\n'
+        )
+        outcome = glaviz("batch", str(job), cwd=tmp_path)
+        assert outcome.returncode == 2, outcome.stderr
+        assert len(outcome.error_lines) == 1
+        assert "is the name of a file glaviz batch writes" in outcome.error_lines[0]
+        assert not (tmp_path / "out").exists()
