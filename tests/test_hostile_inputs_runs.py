@@ -88,3 +88,43 @@ def test_scene_ids_may_not_take_the_names_of_the_job_outputs(tmp_path: Path) -> 
         assert len(outcome.error_lines) == 1
         assert "is the name of a file glaviz batch writes" in outcome.error_lines[0]
         assert not (tmp_path / "out").exists()
+
+
+def test_the_local_cluster_keeps_its_scratch_in_the_output_and_removes_it(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import tempfile
+
+    from glaviz.batch.cluster import open_cluster
+
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "out"
+    with open_cluster("local", workers=1, scratch=output) as cluster:
+        worker_tmp = cluster.client.submit(tempfile.gettempdir, pure=False).result()
+        scratch = [p.name for p in output.iterdir()]
+    assert len(scratch) == 1 and scratch[0].startswith(".dask-scratch-")
+    assert Path(worker_tmp).is_relative_to(output / scratch[0])
+    assert list(output.iterdir()) == []
+    assert not (tmp_path / "dask-scratch-space").exists()
+
+
+def test_tensorflow_processes_keep_their_temp_files_in_a_folder_of_their_own(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import tempfile, sys\n"
+        "from glaviz.util.leftovers import use_private_tempdir\n"
+        "private = use_private_tempdir()\n"
+        "open(tempfile.mkstemp(prefix='__autograph_generated_file', suffix='.py')[1], 'w')\n"
+        "print(private)\n"
+    )
+    dead = _dead_pid()
+    stale = tmp_path / f"glaviz-{dead}-abcd"
+    stale.mkdir()
+    (stale / "__autograph_generated_file1.py").write_text("x")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"TMPDIR": str(tmp_path)}
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).parent == tmp_path
+    assert list(tmp_path.iterdir()) == []  # its own folder went at exit, the stale one before

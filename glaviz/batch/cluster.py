@@ -13,13 +13,16 @@ import contextlib
 import logging
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from glaviz.errors import ConfigError, InputError
+from glaviz.util.leftovers import process_folder
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +117,15 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def open_cluster(scheduler: str, *, workers: int | None = None) -> Iterator[Cluster]:
-    """Start the embedded LocalCluster (``"local"``) or connect to ``tcp://HOST:PORT``."""
+def open_cluster(
+    scheduler: str, *, workers: int | None = None, scratch: Path | None = None
+) -> Iterator[Cluster]:
+    """Start the embedded LocalCluster (``"local"``) or connect to ``tcp://HOST:PORT``.
+
+    ``scratch``: where the local workers keep their spill and lock files, in a hidden folder
+    of this run removed at the end (Dask's default, ``./dask-scratch-space``, outlived every
+    batch); by default the system temp folder.
+    """
     import dask
     from distributed import Client, LocalCluster
 
@@ -130,21 +140,25 @@ def open_cluster(scheduler: str, *, workers: int | None = None) -> Iterator[Clus
             "OMP_NUM_THREADS": str(layout.threads),
             "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
         }
-        with dask.config.set(settings):
-            cluster = LocalCluster(
-                n_workers=layout.workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",
-                silence_logs=logging.ERROR,
-                env=env,
-            )
-        try:
-            with Client(cluster) as client:
-                client.register_plugin(PinDevice(layout.gpus, layout.threads))
-                yield Cluster(client, cluster.dashboard_link, layout.workers)
-        finally:
-            cluster.close()
+        with process_folder(scratch or Path(tempfile.gettempdir()), "dask-scratch") as local:
+            # Workers' temp files (autograph's generated sources among them) go there too.
+            env["TMPDIR"] = str(local)
+            with dask.config.set({**settings, "temporary-directory": str(local)}):
+                cluster = LocalCluster(
+                    n_workers=layout.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                    env=env,
+                    local_directory=str(local),
+                )
+            try:
+                with Client(cluster) as client:
+                    client.register_plugin(PinDevice(layout.gpus, layout.threads))
+                    yield Cluster(client, cluster.dashboard_link, layout.workers)
+            finally:
+                cluster.close()
         return
     if not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
         raise ConfigError(

@@ -123,6 +123,7 @@ def run_batch(
                 client=client,
                 announce=announce,
                 on_outcome=finished,
+                scratch=job.output,
             )
         else:
             _run_here(todo, retries=retries, on_outcome=finished)
@@ -254,6 +255,7 @@ def _run_on_dask(
     client: Any,
     announce: Callable[[str], None] | None,
     on_outcome: Callable[[SceneOutcome], None],
+    scratch: Path,
 ) -> tuple[str | None, int]:
     import contextlib
 
@@ -264,7 +266,7 @@ def _run_on_dask(
             Cluster(client, client.dashboard_link, len(client.nthreads()))
         )
     else:
-        context = open_cluster(scheduler, workers=workers)
+        context = open_cluster(scheduler, workers=workers, scratch=scratch)
     with context as cluster:
         if announce is not None and cluster.dashboard:
             announce(f"Dask dashboard: {cluster.dashboard}")

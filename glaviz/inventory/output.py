@@ -45,5 +45,5 @@ def write_inventory(
                 frame.to_file(tmp, layer=name, driver="GPKG", engine="pyogrio")
             else:
                 pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG")
-        write_record(record_tmp, record, atomic=False)
+        write_record(record_tmp, record, atomic=False, outputs={output.name: tmp})
     return [output, record_path(output)]

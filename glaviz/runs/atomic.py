@@ -8,7 +8,7 @@ the umask).
 
 A process killed with SIGKILL cannot clean up after itself. Every temporary name therefore carries
 the writer's process id, and the next writer of the same target removes the leftovers of processes
-that no longer exist (:func:`sweep_stale`) before it starts.
+that no longer exist (:func:`glaviz.util.leftovers.sweep_stale`) before it starts.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from glaviz.util.leftovers import sweep_stale
+
 
 def default_mode() -> int:
     """The permissions ``open(path, "w")`` would give a new file: 0666 minus the umask."""
@@ -31,45 +33,9 @@ def default_mode() -> int:
     return 0o666 & ~mask
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (a process of another user counts)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def temp_prefix(target: Path) -> str:
     """The start of every temporary name of ``target``: hidden, and naming this process."""
     return f".{target.name}.{os.getpid()}-"
-
-
-def sweep_stale(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
-    """Remove entries of ``folder`` whose name matches ``pattern`` and whose writer is gone.
-
-    ``pattern``'s group ``pid`` is the writer's process id; the entries of live processes (this
-    one included) are left alone. Returns what was removed.
-    """
-    removed: list[Path] = []
-    try:
-        entries = list(Path(folder).iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if match is None or pid_alive(int(match.group("pid"))):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        removed.append(entry)
-    return removed
 
 
 def _stale_pattern(target: Path) -> re.Pattern[str]:

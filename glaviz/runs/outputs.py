@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from glaviz.errors import InputError, OutputExistsError, OutputLockedError
-from glaviz.runs.atomic import remove_empty, sweep_stale
+from glaviz.runs.atomic import remove_empty
+from glaviz.util.leftovers import sweep_stale
 
 LOCK_NAME = ".glaviz.lock"
 #: Temporary (``.outlines.partial-PID.tif``) and scratch (``.outlines.tif.scratch-PID``) names of
@@ -158,6 +159,14 @@ class OutputFolder:
         path = self.outdir / f".{name}.scratch-{os.getpid()}"
         self._scratch.append(path)
         return path
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """Write the run record among the outputs, with the sizes of every output written so far
+        (the record is written last and committed last, so that is all of them)."""
+        from glaviz.runs.records import write_record
+
+        outputs = {n: p for n, p in self._temps.items() if n != RECORD_NAME}
+        write_record(self.temp(RECORD_NAME), record, atomic=False, outputs=outputs)
 
     def commit(self) -> list[Path]:
         """Rename every temporary output to its final name (the record last); drop stale ones."""

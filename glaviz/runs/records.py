@@ -17,11 +17,12 @@ and their sha256 is read from the cache's verification record when there is one.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from glaviz import __version__
 from glaviz.config.base import BEHAVIOUR_FLAGS
@@ -31,6 +32,9 @@ from glaviz.util.hashing import sha256_file
 
 if TYPE_CHECKING:
     from glaviz.config.base import CommandConfig
+
+C = TypeVar("C", bound="CommandConfig")
+logger = logging.getLogger(__name__)
 
 
 def file_state(path: Path) -> dict[str, Any]:
@@ -153,14 +157,28 @@ def run_record(
     }
 
 
-def write_record(path: Path, record: Mapping[str, Any], *, atomic: bool = True) -> Path:
+def write_record(
+    path: Path,
+    record: Mapping[str, Any],
+    *,
+    atomic: bool = True,
+    outputs: Mapping[str, Path] | None = None,
+) -> Path:
     """Write a run record (after the outputs it describes): the one writer of ``run.json``.
 
-    ``finished`` is added when the caller has not set it. ``atomic=False`` writes straight to
-    ``path``, for a temporary name that an output folder renames at its commit.
+    ``finished`` is added when the caller has not set it. ``outputs`` maps each output's final
+    name (relative to the record's folder) to the file that holds it now, perhaps under a
+    temporary name: their sizes go into the record, so a later ``--skip-existing`` can tell a
+    complete run from one whose files were cut or removed since (:func:`damaged_outputs`).
+    ``atomic=False`` writes straight to ``path``, for a temporary name that an output folder
+    renames at its commit.
     """
     data = dict(record)
     data.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if outputs:
+        data["outputs"] = {
+            name: {"size": Path(file).stat().st_size} for name, file in sorted(outputs.items())
+        }
     text = json.dumps(data, indent=2, default=_jsonable) + "\n"
     if atomic:
         return write_text_atomic(path, text)
@@ -192,23 +210,26 @@ class Skipped:
         return f"skipped: {self.where} is complete and its run record matches this run"
 
 
-def check_outputs(config: CommandConfig) -> Skipped | None:
-    """Decide what to do about existing outputs, before any heavy work.
+def prepare_outputs(config: C) -> C | Skipped:
+    """Decide what to do about existing outputs, before any heavy work: the one implementation
+    of ``--overwrite`` and ``--skip-existing`` for every command.
 
-    Returns ``None`` to go ahead (nothing there, or ``overwrite``), a :class:`Skipped` when
-    ``skip_existing`` and the recorded run matches, and raises :class:`OutputExistsError` (exit 3)
-    otherwise, saying what differs.
+    Returns the configuration to run with, or a :class:`Skipped` when ``skip_existing`` and the
+    recorded run matches this one with every output intact. A recorded run of this very
+    configuration whose outputs were removed or cut since is incomplete: with ``skip_existing``
+    it is computed again (the returned configuration replaces its outputs). Anything else in the
+    way raises :class:`OutputExistsError` (exit 3) unless ``overwrite``, saying what differs.
     """
     outputs = config.output_files()
     present = [p for p in outputs if p.exists()]
     if not present:
-        return None
+        return config
     skip = bool(getattr(config, "skip_existing", False))
     overwrite = bool(getattr(config, "overwrite", False))
     where = present[0] if len(outputs) == 1 else present[0].parent
     if not skip:
         if overwrite:
-            return None
+            return config
         raise output_exists(
             where,
             "already exists",
@@ -219,7 +240,10 @@ def check_outputs(config: CommandConfig) -> Skipped | None:
     if not diffs:
         return Skipped(where=where, record=config.record_path() or present[0], outputs=outputs)
     if overwrite:
-        return None
+        return config
+    if all(d.startswith("incomplete:") for d in diffs):
+        logger.warning("%s is an incomplete run (%s); computing it again", where, "; ".join(diffs))
+        return config.model_copy(update={"overwrite": True})
     raise output_exists(
         where,
         f"exists but does not match this run ({'; '.join(diffs)})",
@@ -228,7 +252,11 @@ def check_outputs(config: CommandConfig) -> Skipped | None:
 
 
 def existing_differences(config: CommandConfig, outputs: list[Path]) -> list[str]:
-    """Why existing outputs do not count as this run's (empty: they do)."""
+    """Why existing outputs do not count as this run's (empty: they do).
+
+    A run of the same configuration whose files were damaged since counts as different too:
+    :func:`damaged_outputs` names them.
+    """
     missing = [p.name for p in outputs if not p.exists()]
     if missing:
         return [f"incomplete: {', '.join(missing)} missing"]
@@ -240,9 +268,37 @@ def existing_differences(config: CommandConfig, outputs: list[Path]) -> list[str
         current = config_fingerprint(config, weights=weights_file(config))
     except FileNotFoundError as exc:
         return [f"an input is missing ({exc.filename})"]
-    return differences(record["fingerprint"], current)
+    return differences(record["fingerprint"], current) or damaged_outputs(record, path.parent)
+
+
+def damaged_outputs(record: Mapping[str, Any], folder: Path) -> list[str]:
+    """The recorded outputs (``outputs`` of a record) that are missing or changed size since.
+
+    Sizes are what a cut copy, a half-synced folder or a hand edit changes; comparing them costs
+    one ``stat`` per file, where a hash would read gigabytes of COGs on every re-run.
+    """
+    recorded = record.get("outputs")
+    if not isinstance(recorded, dict):
+        return []
+    damage = []
+    for name, meta in sorted(recorded.items()):
+        file = folder / name
+        size = meta.get("size") if isinstance(meta, dict) else None
+        if not file.is_file():
+            damage.append(f"incomplete: {name} missing")
+        elif isinstance(size, int) and file.stat().st_size != size:
+            damage.append(
+                f"incomplete: {name} is {file.stat().st_size:,} bytes, the run wrote {size:,}"
+            )
+    return damage
 
 
 def _short(value: Any, limit: int = 60) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_outputs(config: CommandConfig) -> Skipped | None:
+    """TEMPORARY: superseded by :func:`prepare_outputs`; callers move over in this change."""
+    prepared = prepare_outputs(config)
+    return prepared if isinstance(prepared, Skipped) else None

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from glaviz.util.leftovers import use_private_tempdir
+
 
 @contextlib.contextmanager
 def _silenced_fd2() -> Iterator[None]:
@@ -64,6 +66,8 @@ def import_tensorflow(*, quiet: bool = True) -> Any:
     # 3 also hides native ERROR lines that TensorFlow prints for recoverable conditions (e.g. a
     # oneDNN kernel fallback); real failures still surface as Python exceptions.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if quiet else "0")
+    # Autograph's generated sources go to a temp folder of this process, removed at exit.
+    use_private_tempdir()
     with _silenced_fd2() if quiet else contextlib.nullcontext(), _without_keras_extras():
         import tensorflow as tf
 
