@@ -128,3 +128,37 @@ def test_tensorflow_processes_keep_their_temp_files_in_a_folder_of_their_own(
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).parent == tmp_path
     assert list(tmp_path.iterdir()) == []  # its own folder went at exit, the stale one before
+
+
+def test_inventory_takes_the_elevation_band_of_a_stack_and_refuses_other_multiband_dems(
+    tmp_path: Path,
+) -> None:
+    import geopandas as gpd
+    import numpy as np
+    import rasterio
+
+    from tests.helpers import write_stack
+
+    stack = write_stack(tmp_path / "stack.tif", height=70, width=90)
+    with rasterio.open(stack) as src:
+        profile = src.profile
+        ice = src.read(1) > 0.5
+        elevation = src.read(src.descriptions.index("elevation") + 1)
+    profile.update(count=1, dtype="uint8", nodata=255)
+    outlines = tmp_path / "outlines.tif"
+    with rasterio.open(outlines, "w", **profile) as dst:
+        dst.write(ice.astype(np.uint8), 1)
+    out = tmp_path / "glaciers.gpkg"
+    done = glaviz("inventory", str(outlines), "--dem", str(stack), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    glaciers = gpd.read_file(out, layer="glaciers")
+    assert len(glaciers) and glaciers.zmin_m.min() >= float(np.nanmin(elevation)) - 1
+    anonymous = tmp_path / "three.tif"
+    profile.update(count=3, dtype="float32", nodata=None)
+    with rasterio.open(anonymous, "w", **profile) as dst:
+        dst.write(np.ones((3, 70, 90), np.float32))
+    refused = glaviz(
+        "inventory", str(outlines), "--dem", str(anonymous), "-o", str(tmp_path / "g2.gpkg")
+    )
+    assert refused.returncode == 1 and len(refused.error_lines) == 1
+    assert "has 3 bands and none is described as 'elevation'" in refused.error_lines[0]

@@ -143,6 +143,8 @@ def test_glaciers_partition_the_ice(tmp_path_factory, case) -> None:
     mask, dem, method, seed = case
     tmp = tmp_path_factory.mktemp("partition")
     options = {"min_area_km2": 0.002, "sliver_area_km2": 0.004, "sliver_compact_area_km2": 0.004}
+    # The partition covers every patch of ice, small isolated ones included.
+    options["drop_small_patches"] = False
     if method == "reference":
         # A reference of two halves with a few holes: some ice is new, some reference vanishes.
         ref = np.zeros(mask.shape, np.int32)
@@ -417,3 +419,24 @@ def test_hypsometry_rounds_to_exactly_one_thousand() -> None:
     z = np.array([10.0, 60.0, 110.0])  # three 50 m bands, a third each
     assert hypsometry(z, 50.0) == [(0.0, 334), (50.0, 333), (100.0, 333)]
     assert hypsometry(np.array([np.nan]), 50.0) == []
+
+
+def test_isolated_patches_below_min_area_are_dropped_by_default(tmp_path: Path) -> None:
+    h, w = 60, 80
+    dem = 3000 - 4.0 * np.mgrid[0:h, 0:w][0].astype(float)
+    mask = np.zeros((h, w), np.uint8)
+    mask[10:40, 10:50] = 1  # one glacier far above the minimum area
+    for r, c in ((50, 5), (55, 70), (5, 75)):  # three one-pixel patches of classifier noise
+        mask[r, c] = 1
+    pixel_km2 = PX * PX / 1e6
+    options = {"min_area_km2": 4 * pixel_km2}
+    (tmp_path / "default").mkdir()
+    (tmp_path / "kept").mkdir()
+    result, glaciers = run(tmp_path / "default", mask, dem, **options)
+    assert result.glaciers == len(glaciers) == 1 and result.dropped == 3
+    assert "3 patches below --min-area dropped" in result.summary()
+    record = json.loads(result.record.read_text())
+    assert record["dropped_patches"]["count"] == 3
+    assert math.isclose(record["dropped_patches"]["area_km2"], 3 * pixel_km2)
+    kept, glaciers = run(tmp_path / "kept", mask, dem, drop_small_patches=False, **options)
+    assert kept.glaciers == len(glaciers) == 4 and kept.dropped == 0

@@ -46,6 +46,12 @@ class InventoryConfig(CommandConfig):
         description="Pieces of a split smaller than this are merged into the neighbour with the "
         "longest shared boundary (RGI's smallest glacier, 0.01 km²).",
     )
+    drop_small_patches: bool = Field(
+        True,
+        description="Leave out isolated ice patches (complexes) smaller than --min-area: RGI "
+        "lists no glacier below 0.01 km², and a one-pixel patch is classifier noise, not a "
+        "glacier. --no-drop-small-patches keeps them; pieces of a split are merged either way.",
+    )
     max_hole_pixels: int = Field(
         4,
         ge=0,

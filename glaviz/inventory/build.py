@@ -38,14 +38,17 @@ class InventoryResult:
     methods: dict[str, int]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    #: Isolated ice patches below --min-area left out (see InventoryConfig.drop_small_patches).
+    dropped: int = 0
 
     def summary(self) -> str:
         """The line ``glaviz inventory`` prints."""
         methods = ", ".join(f"{v} {k}" for k, v in sorted(self.methods.items()))
         return (
             f"{self.glaciers} glaciers from {self.complexes} complexes ({methods}); "
-            f"{self.vanished} reference glaciers vanished; {self.seconds:.1f} s; "
-            f"wrote {self.output}"
+            f"{self.vanished} reference glaciers vanished; "
+            + (f"{self.dropped} patches below --min-area dropped; " if self.dropped else "")
+            + f"{self.seconds:.1f} s; wrote {self.output}"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -56,6 +59,7 @@ class InventoryResult:
                 "glaciers": self.glaciers,
                 "complexes": self.complexes,
                 "vanished": self.vanished,
+                "dropped": self.dropped,
             },
             "timings": {"total_s": self.seconds},
         }
@@ -71,6 +75,8 @@ class _Collected:
     divides: list[tuple[int, int, Any]] = field(default_factory=list)
     seen_refs: set[int] = field(default_factory=set)
     methods: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+    dropped_km2: float = 0.0
 
 
 def build_inventory(config: InventoryConfig, *, progress: bool = False) -> InventoryResult:
@@ -132,6 +138,7 @@ def build_inventory(config: InventoryConfig, *, progress: bool = False) -> Inven
         methods=dict(collected.methods),
         seconds=time.perf_counter() - t0,
         timings=timings,
+        dropped=collected.dropped,
     )
 
 
@@ -159,8 +166,12 @@ def _one_complex(
     rows = slice(max(box[0].start - margin, 0), min(box[0].stop + margin, grid.height))
     cols = slice(max(box[1].start - margin, 0), min(box[1].stop + margin, grid.width))
     mask = labels[rows, cols] == k
-    elevation = dem.read(rows, cols)
     area_m2 = float(mask.sum()) * grid.pixel_area_m2
+    if config.drop_small_patches and area_m2 < config.min_area_km2 * 1e6:
+        out.dropped += 1
+        out.dropped_km2 += area_m2 / 1e6
+        return
+    elevation = dem.read(rows, cols)
 
     markers = reference.rasterize(rows, cols) if reference is not None else None
     if markers is not None and (config.method == "reference" or markers[mask].any()):
@@ -394,6 +405,7 @@ def _record(
         "complexes": complexes,
         "methods": c.methods,
         "holes_filled": holes,
+        "dropped_patches": {"count": c.dropped, "area_km2": c.dropped_km2},
         **counts,
         "timings": {**timings, "total_s": time.perf_counter() - t0},
     }

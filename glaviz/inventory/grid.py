@@ -22,6 +22,7 @@ import numpy as np
 from affine import Affine
 
 from glaviz.errors import ConfigError, InputError
+from glaviz.published.groups import GROUP_STACK_BANDS
 from glaviz.util.rasters import (
     bounds_overlap,
     crs_name,
@@ -209,6 +210,7 @@ class DemReader:
         self._src = open_raster(self.path, "DEM", missing="check the --dem path")
         try:
             require_crs(self._src, self.path, "DEM")
+            self._band = self._elevation_band()
             self._check_overlap(grid)
         except InputError:
             self._src.close()
@@ -217,6 +219,23 @@ class DemReader:
             self._view: Any = self._src
         else:
             self._view = warped_view(self._src, like=grid)
+
+    def _elevation_band(self) -> int:
+        """Band 1 of a single-band DEM; the band described as elevation of a glaviz stack.
+
+        Any other multi-band raster is refused: reading its first band would take reflectances
+        or backscatter for heights and write an inventory of nonsense elevations.
+        """
+        src = self._src
+        if src.count == 1:
+            return 1
+        name = GROUP_STACK_BANDS["dem"][0]
+        if name in src.descriptions:
+            return src.descriptions.index(name) + 1
+        raise InputError(
+            f"DEM {self.path} has {src.count} bands and none is described as {name!r}; give a "
+            "single-band elevation raster, or the feature stack of glaviz features"
+        )
 
     def _check_overlap(self, grid: Grid) -> None:
         """Refuse a DEM that misses the outlines, which is also what a wrong CRS label does."""
@@ -236,7 +255,7 @@ class DemReader:
         from rasterio.windows import Window
 
         window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
-        return read_as_float(self._view, 1, window)
+        return read_as_float(self._view, self._band, window)
 
     def close(self) -> None:
         if self._view is not self._src:
