@@ -153,12 +153,9 @@ def _one_complex(
     params: Any,
     out: _Collected,
 ) -> None:
-    from scipy import ndimage
-
+    """Split complex ``k`` (bounding box ``box``) into glaciers and collect them into ``out``."""
     from glaviz.inventory.attributes import divide_lines, label_polygons, raster_attributes
-    from glaviz.inventory.cleanup import ICE_STRUCTURE, merge_slivers, min_area_rule, shared_edges
-    from glaviz.inventory.flowsheds import kienholz_split
-    from glaviz.inventory.reference import reference_split
+    from glaviz.inventory.cleanup import shared_edges
 
     grid = scene.grid
     xres, yres = grid.xres, grid.yres
@@ -172,46 +169,12 @@ def _one_complex(
         out.dropped_km2 += area_m2 / 1e6
         return
     elevation = dem.read(rows, cols)
-
     markers = reference.rasterize(rows, cols) if reference is not None else None
-    if markers is not None and (config.method == "reference" or markers[mask].any()):
-        local, refs = reference_split(mask, elevation, markers)
-        method = "reference"
-    elif area_m2 < 2 * params.sliver_area_km2 * 1e6:
-        # Too small for two glaciers that are not slivers: the split would merge back to one.
-        local, refs, method = mask.astype(np.int32), [None], "single"
-    else:
-        split = kienholz_split(mask, elevation, xres=xres, yres=yres, params=params)
-        local = split.labels
-        refs = [None] * int(local.max())
-        method = "dem"
+    local, refs, method = _split(mask, elevation, markers, area_m2, grid, config, params)
     out.methods[method] = out.methods.get(method, 0) + 1
-
-    protected = [i + 1 for i, r in enumerate(refs) if r is not None]
-    local, mapping = merge_slivers(
-        local,
-        is_sliver=min_area_rule(config.min_area_km2 * 1e6),
-        pixel_area=grid.pixel_area_m2,
-        pixel_length=math.sqrt(grid.pixel_area_m2),
-        protected=protected,
-    )
+    local, new_refs = _merge_slivers(local, refs, grid, config)
     m = int(local.max())
-    new_refs: list[int | None] = [None] * m
-    for old, ref in enumerate(refs, start=1):
-        if ref is not None and mapping[old] > 0:
-            new_refs[mapping[old] - 1] = ref
-
-    edge = np.zeros(mask.shape, dtype=bool)
-    if rows.start == 0:
-        edge[0] = True
-    if rows.stop == grid.height:
-        edge[-1] = True
-    if cols.start == 0:
-        edge[:, 0] = True
-    if cols.stop == grid.width:
-        edge[:, -1] = True
-    if scene.outside is not None:
-        edge |= ndimage.binary_dilation(scene.outside[rows, cols], structure=ICE_STRUCTURE)
+    edge = _scene_edge(scene, rows, cols)
     transform = grid.window_transform(rows, cols)
     stats = raster_attributes(
         local,
@@ -241,32 +204,81 @@ def _one_complex(
         out.divides.append((first + a - 1, first + b - 1, line))
 
 
+def _split(
+    mask: np.ndarray,
+    elevation: np.ndarray,
+    markers: np.ndarray | None,
+    area_m2: float,
+    grid: Any,
+    config: InventoryConfig,
+    params: Any,
+) -> tuple[np.ndarray, list[int | None], str]:
+    """Labels of the complex's pieces, the reference id of each, and the method that split it."""
+    from glaviz.inventory.flowsheds import kienholz_split
+    from glaviz.inventory.reference import reference_split
+
+    if markers is not None and (config.method == "reference" or markers[mask].any()):
+        local, refs = reference_split(mask, elevation, markers)
+        return local, refs, "reference"
+    if area_m2 < 2 * params.sliver_area_km2 * 1e6:
+        # Too small for two glaciers that are not slivers: the split would merge back to one.
+        return mask.astype(np.int32), [None], "single"
+    split = kienholz_split(mask, elevation, xres=grid.xres, yres=grid.yres, params=params)
+    return split.labels, [None] * int(split.labels.max()), "dem"
+
+
+def _merge_slivers(
+    local: np.ndarray, refs: list[int | None], grid: Any, config: InventoryConfig
+) -> tuple[np.ndarray, list[int | None]]:
+    """Pieces below --min-area merged into neighbours; the reference ids follow their pieces."""
+    from glaviz.inventory.cleanup import merge_slivers, min_area_rule
+
+    protected = [i + 1 for i, r in enumerate(refs) if r is not None]
+    local, mapping = merge_slivers(
+        local,
+        is_sliver=min_area_rule(config.min_area_km2 * 1e6),
+        pixel_area=grid.pixel_area_m2,
+        pixel_length=math.sqrt(grid.pixel_area_m2),
+        protected=protected,
+    )
+    new_refs: list[int | None] = [None] * int(local.max())
+    for old, ref in enumerate(refs, start=1):
+        if ref is not None and mapping[old] > 0:
+            new_refs[mapping[old] - 1] = ref
+    return local, new_refs
+
+
+def _scene_edge(scene: Any, rows: slice, cols: slice) -> np.ndarray:
+    """Pixels of the window on the scene's border or next to what lies outside the scene: a
+    glacier touching them may continue beyond what was mapped."""
+    from scipy import ndimage
+
+    from glaviz.inventory.cleanup import ICE_STRUCTURE
+
+    grid = scene.grid
+    edge = np.zeros((rows.stop - rows.start, cols.stop - cols.start), dtype=bool)
+    if rows.start == 0:
+        edge[0] = True
+    if rows.stop == grid.height:
+        edge[-1] = True
+    if cols.start == 0:
+        edge[:, 0] = True
+    if cols.stop == grid.width:
+        edge[:, -1] = True
+    if scene.outside is not None:
+        edge |= ndimage.binary_dilation(scene.outside[rows, cols], structure=ICE_STRUCTURE)
+    return edge
+
+
 def _assemble(
     scene: Any, reference: Any, config: InventoryConfig, c: _Collected
 ) -> tuple[dict[str, Any], dict[str, int]]:
+    """The output layers (glaciers, hypsometry, divides, vanished) and their counts."""
     import geopandas as gpd
     import pandas as pd
-    from pyproj import Transformer
-
-    from glaviz.inventory.attributes import geodesic_area_km2
 
     crs = scene.grid.crs
-    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    frame = pd.DataFrame(c.glaciers)
-    glaciers = gpd.GeoDataFrame(frame, geometry=c.geometries, crs=crs)
-    if len(glaciers):
-        lonlat = glaciers.geometry.to_crs("EPSG:4326")
-        glaciers["area_km2"] = geodesic_area_km2(lonlat.values)
-        points = glaciers.geometry.representative_point()
-        glaciers["cenlon"], glaciers["cenlat"] = to_lonlat.transform(
-            points.x.to_numpy(), points.y.to_numpy()
-        )
-        glaciers["termlon"], glaciers["termlat"] = to_lonlat.transform(
-            glaciers["term_x"].to_numpy(), glaciers["term_y"].to_numpy()
-        )
-    else:
-        for name in ("area_km2", "cenlon", "cenlat", "termlon", "termlat"):
-            glaciers[name] = pd.Series(dtype="float64")
+    glaciers = _glacier_frame(c, crs)
     if scene.date is not None:
         glaciers["date"] = scene.date
     order = [
@@ -325,6 +337,31 @@ def _assemble(
         "vanished": 0 if vanished is None else len(vanished),
     }
     return layers, counts
+
+
+def _glacier_frame(c: _Collected, crs: Any) -> Any:
+    """The collected glaciers as a GeoDataFrame, with geodesic areas and lon/lat points."""
+    import geopandas as gpd
+    import pandas as pd
+    from pyproj import Transformer
+
+    from glaviz.inventory.attributes import geodesic_area_km2
+
+    glaciers = gpd.GeoDataFrame(pd.DataFrame(c.glaciers), geometry=c.geometries, crs=crs)
+    if not len(glaciers):
+        for name in ("area_km2", "cenlon", "cenlat", "termlon", "termlat"):
+            glaciers[name] = pd.Series(dtype="float64")
+        return glaciers
+    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    glaciers["area_km2"] = geodesic_area_km2(glaciers.geometry.to_crs("EPSG:4326").values)
+    points = glaciers.geometry.representative_point()
+    glaciers["cenlon"], glaciers["cenlat"] = to_lonlat.transform(
+        points.x.to_numpy(), points.y.to_numpy()
+    )
+    glaciers["termlon"], glaciers["termlat"] = to_lonlat.transform(
+        glaciers["term_x"].to_numpy(), glaciers["term_y"].to_numpy()
+    )
+    return glaciers
 
 
 def _refs_of(c: _Collected) -> list[Any]:

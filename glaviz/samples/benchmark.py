@@ -3,6 +3,29 @@
 :func:`make_benchmark` writes one group per tile with normalised, padded features and one-hot
 ``outlines`` (the layout :mod:`glaviz.published.benchmark` reads); the tiles are scenes of
 :mod:`glaviz.samples.scene`, so a model trained on them maps those scenes too.
+
+Every tile group holds:
+
+- ``optical`` (H, W, 6), ``dem`` (H, W, 2: elevation, slope in degrees) — float32, normalised
+  with the published statistics (:func:`~glaviz.published.normalisation.normalise_group`);
+  other groups named in ``groups`` (e.g. ``thermal``) get plausible constant-ish values, for
+  tests;
+- ``outlines`` (H, W, 2) float32 one-hot, channel 1 = glacier;
+- attributes ``height``/``width`` (stored size), ``region``, ``subregion`` (``ALP-1`` …),
+  ``padding_height``/``padding_width``, ``original_height``/``original_width`` and the
+  lon/lat bounds ``xmin``, ``xmax``, ``ymin``, ``ymax`` of the unpadded tile.
+
+Tiles are stored padded, as published: zero-padded (the normalised minimum) and centred to
+``patch * (size // patch + 1)`` per side, so the published window loop (stride patch / 2)
+covers every stored pixel. The padding is the same on both sides, which needs an even
+difference; odd tile sizes are refused. Padding pixels are labelled non-glacier.
+
+``layout="published"`` writes exactly what the published files hold instead (read from their
+HDF5 metadata; see ``docs/datasets.md``): every dataset float64, contiguous, uncompressed,
+fill value 0.0; ``(stored - original) // 2`` padding above/left and the rest below/right,
+so odd tile sides are allowed; padding labelled ``(0, 0)`` (the fill); a uint8
+``bright_dark_outlines`` (H, W, 3) one-hot of non-glacier / clean ice / debris-covered ice;
+and ``epsg`` (4326) and ``tile_name`` attributes.
 """
 
 from __future__ import annotations
@@ -52,29 +75,9 @@ def make_benchmark(
 
     ``tiles`` tiles are spread over ``regions`` in turn; each is a fresh scene from
     :func:`synthesize_scene` in that region's style, ``tile_size`` pixels (rows, columns) before
-    padding. Every tile group holds
-
-    - ``optical`` (H, W, 6), ``dem`` (H, W, 2: elevation, slope in degrees) — float32, normalised
-      with the published statistics (:func:`~glaviz.published.normalisation.normalise_group`);
-      other groups named in ``groups`` (e.g. ``thermal``) get plausible constant-ish values, for
-      tests;
-    - ``outlines`` (H, W, 2) float32 one-hot, channel 1 = glacier;
-    - attributes ``height``/``width`` (stored size), ``region``, ``subregion`` (``ALP-1`` …),
-      ``padding_height``/``padding_width``, ``original_height``/``original_width`` and the
-      lon/lat bounds ``xmin``, ``xmax``, ``ymin``, ``ymax`` of the unpadded tile.
-
-    Tiles are stored padded, as published: zero-padded (the normalised minimum) and centred to
-    ``patch * (size // patch + 1)`` per side, so the published window loop (stride patch / 2)
-    covers every stored pixel. The padding is the same on both sides, which needs an even
-    difference; odd tile sizes are refused. Padding pixels are labelled non-glacier.
-
-    ``layout="published"`` writes exactly what the published files hold instead (read from their
-    HDF5 metadata; see ``docs/datasets.md``): every dataset float64, contiguous, uncompressed,
-    fill value 0.0; ``(stored - original) // 2`` padding above/left and the rest below/right,
-    so odd tile sides are allowed; padding labelled ``(0, 0)`` (the fill); a uint8
-    ``bright_dark_outlines`` (H, W, 3) one-hot of non-glacier / clean ice / debris-covered ice;
-    and ``epsg`` (4326) and ``tile_name`` attributes. Pass ``patch_size=384`` for the published
-    stored sizes; smaller patches give smaller files with the same structure.
+    padding. What each tile group holds, and how ``layout="published"`` differs, is in the
+    module docstring. Pass ``patch_size=384`` for the published stored sizes; smaller patches
+    give smaller files with the same structure.
     """
     import h5py
 
