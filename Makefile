@@ -33,7 +33,7 @@ demo: $(STAMP)
 		--elevation $(DEMO)/scene/elevation.tif --overwrite
 	@$(BIN)/glaviz deploy $(DEMO)/stack.tif --weights demo -o $(DEMO)/deploy --overwrite
 	@$(BIN)/glaviz evaluate --prediction $(DEMO)/deploy/outlines.tif \
-		--truth $(DEMO)/scene/truth.tif --json $(DEMO)/evaluation.json --overwrite
+		--truth $(DEMO)/scene/truth.tif --scores $(DEMO)/evaluation.json --overwrite
 	@$(BIN)/python -c "import json; t = json.load(open('$(DEMO)/evaluation.json'))['total']; \
 		print(f\"demo IoU {t['iou']:.3f}; outputs in $(DEMO)/deploy/ (outlines.tif, confidence.tif, outlines.gpkg)\")"
 

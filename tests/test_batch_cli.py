@@ -233,7 +233,7 @@ def _rasters(tmp_path: Path) -> tuple[Path, Path]:
 def test_evaluate_json_file_refuses_to_overwrite(tmp_path: Path, capsys) -> None:
     pred, truth = _rasters(tmp_path)
     scores = tmp_path / "scores.json"
-    args = ["evaluate", "--prediction", str(pred), "--truth", str(truth), "--json", str(scores)]
+    args = ["evaluate", "--prediction", str(pred), "--truth", str(truth), "--scores", str(scores)]
     assert main(args) == 0
     first = scores.read_text()
     assert json.loads(first)["total"]["tp"] > 0
@@ -245,7 +245,7 @@ def test_evaluate_json_file_refuses_to_overwrite(tmp_path: Path, capsys) -> None
     assert main([*args, "--overwrite", "-q"]) == 0 and scores.read_text() == first
     assert main([*args, "--skip-existing"]) == 0
     assert capsys.readouterr().out.startswith("skipped: ")
-    # --json before the command is the global option: one JSON object with the scores in it.
+    # --json is the global option: one JSON object with the scores in it.
     assert main(["--json", *args, "--skip-existing"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "skipped"
     (tmp_path / "scores.json.run.json").unlink()

@@ -63,7 +63,7 @@ CASES = {
     ),
     "evaluate": (
         EvaluateConfig,
-        ["--prediction", "out/outlines.tif", "--truth", "rgi.gpkg", "--json", "scores.json"],
+        ["--prediction", "out/outlines.tif", "--truth", "rgi.gpkg", "--scores", "scores.json"],
         'prediction = "out/outlines.tif"\ntruth = "rgi.gpkg"\njson_output = "scores.json"\n',
         {"predictions": "p.h5", "json": "x.json", "overwrite": "perhaps"},
         ["json", "overwrite"],

@@ -228,7 +228,7 @@ def test_predictions_file_equals_independent_numpy(tmp_path: Path, monkeypatch) 
 def test_cli_writes_the_design_json_and_a_table(tmp_path: Path, capsys) -> None:
     path = write_predictions(tmp_path / "pred.h5", random_tiles(seed=1))
     out = tmp_path / "scores" / "eval.json"
-    assert main(["evaluate", str(path), "--json", str(out)]) == 0
+    assert main(["evaluate", str(path), "--scores", str(out)]) == 0
     stdout = capsys.readouterr().out
     data = json.loads(out.read_text())
     assert set(data) == {"total", "regions", "subregions"}
@@ -243,9 +243,43 @@ def test_cli_writes_the_design_json_and_a_table(tmp_path: Path, capsys) -> None:
 
 def test_json_to_stdout(tmp_path: Path, capsys) -> None:
     path = write_predictions(tmp_path / "pred.h5", random_tiles(seed=2))
-    assert main(["evaluate", str(path), "--json", "-"]) == 0
+    assert main(["evaluate", str(path), "--scores", "-"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["total"] == evaluate_predictions(predictions=path).to_dict()["total"]
+
+
+@pytest.mark.parametrize("spelling", ["--json FILE", "--json=FILE", "--json -"])
+def test_old_json_file_spelling_warns_and_still_works(tmp_path: Path, capsys, spelling) -> None:
+    """``evaluate … --json FILE`` was the file option before it clashed with the global flag."""
+    path = write_predictions(tmp_path / "pred.h5", random_tiles(seed=2))
+    out = tmp_path / "scores.json"
+    value = "-" if spelling.endswith("-") else str(out)
+    old = [f"--json={value}"] if "=" in spelling else ["--json", value]
+    assert main(["evaluate", str(path), *old]) == 0
+    captured = capsys.readouterr()
+    warning = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(warning) == 1 and warning[0].startswith("Warning: "), captured.err
+    assert "--scores" in warning[0] and "deprecated" in warning[0]
+    written = json.loads(captured.out if value == "-" else out.read_text())
+    assert written["total"] == evaluate_predictions(predictions=path).to_dict()["total"]
+    # -q keeps stderr for errors only.
+    assert main(["evaluate", str(path), *old, "--overwrite", "-q"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("where", ["after", "between"])
+def test_json_alone_after_evaluate_is_the_global_flag(tmp_path: Path, capsys, where) -> None:
+    path = write_predictions(tmp_path / "pred.h5", random_tiles(seed=2))
+    argv = ["evaluate", str(path), "--json"] if where == "after" else ["evaluate", "--json", "-q"]
+    if where == "between":
+        argv.append(str(path))
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    (line,) = captured.out.splitlines()  # one JSON object, nothing else on stdout
+    done = json.loads(line)
+    assert done["command"] == "evaluate" and done["status"] == "done" and done["exit_code"] == 0
+    assert done["scores"]["total"] == evaluate_predictions(predictions=path).to_dict()["total"]
+    assert "Warning" not in captured.err and not list(tmp_path.glob("*.json"))
 
 
 def test_pred_is_recomputed_from_prob_when_absent(tmp_path: Path) -> None:
@@ -309,7 +343,7 @@ def test_raster_vs_its_own_polygons(outlines, tmp_path: Path, capsys) -> None:
     gpkg = polygonise(raster, tmp_path / "truth.gpkg")
     out = tmp_path / "eval.json"
     assert (
-        main(["evaluate", "--prediction", str(raster), "--truth", str(gpkg), "--json", str(out)])
+        main(["evaluate", "--prediction", str(raster), "--truth", str(gpkg), "--scores", str(out)])
         == 0
     )
     data = json.loads(out.read_text())

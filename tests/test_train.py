@@ -460,7 +460,7 @@ validation_steps = 2
         truth = src[name]["outlines"][ph : ph + 97, pw : pw + 110, 1]
         np.testing.assert_array_equal(f[name]["true"][()], truth)
     scores = tmp_path / "scores.json"
-    assert main(["evaluate", str(predictions), "--json", str(scores)]) == 0
+    assert main(["evaluate", str(predictions), "--scores", str(scores)]) == 0
     total = json.loads(scores.read_text())["total"]
     assert total["tp"] + total["fp"] + total["fn"] + total["tn"] == 97 * 110
     # The split file names are recognised: a swapped split warns, a split is no predictions file.

@@ -2,27 +2,111 @@
 
 The exit codes are those of :mod:`glaviz.errors` (``exit_code`` on each error class,
 :data:`~glaviz.errors.EXIT_MEANINGS` for their words); 128 + N when stopped by signal N.
+
+Help is click's plain text, not Typer's rich panels: rich cut option names to fit its columns at
+80 characters and in pipes (``--sliver-compact…``), read ``[deploy]`` in help text as markup and
+dropped it, and showed ``<bool>`` beside flags. Plain help is the same on a terminal and in a
+pipe, never shortens a name and prints help text exactly as written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import re
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from glaviz import __version__
 from glaviz.cli.state import configure_consoles, configure_logging, err_console, say, state
 from glaviz.errors import SIGNAL_EXIT_BASE, GlavizError, exit_codes_help
 
-app = typer.Typer(
+#: The click context and help formatter Typer's commands use (Typer vendors click in recent
+#: releases and uses the click package in older ones, so they are taken from Typer itself).
+_BaseContext: Any = TyperCommand.context_class
+_BaseFormatter: Any = _BaseContext.formatter_class
+
+#: U+2011 NON-BREAKING HYPHEN: holds the place of ``-`` while help text is wrapped.
+_HELD_HYPHEN = "\u2011"
+
+
+def _hold(text: str) -> str:
+    return text.replace("-", _HELD_HYPHEN)
+
+
+class HelpFormatter(_BaseFormatter):
+    """click's help formatter, except that a line never breaks inside a word at a hyphen.
+
+    click wraps with :mod:`textwrap`, which splits ``--reference-id`` after ``--reference-`` at
+    some widths. Hyphens are held as U+2011 (which textwrap does not break at, and which is as
+    wide) while text is laid out, and turned back into ``-`` when the help is read out.
+    """
+
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(prog, _hold(args), prefix)
+
+    def write_text(self, text: str) -> None:
+        super().write_text(_hold(text))
+
+    def write_dl(
+        self, rows: Sequence[tuple[str, str]], col_max: int = 30, col_spacing: int = 2
+    ) -> None:
+        super().write_dl([(_hold(a), _hold(b)) for a, b in rows], col_max, col_spacing)
+
+    def getvalue(self) -> str:
+        return str(super().getvalue()).replace(_HELD_HYPHEN, "-")
+
+
+class _HelpContext(_BaseContext):
+    formatter_class = HelpFormatter
+
+
+class HelpCommand(TyperCommand):
+    """Every glaviz command: Typer's command, with its help laid out by :class:`HelpFormatter`."""
+
+    context_class = _HelpContext
+
+
+class HelpGroup(TyperGroup):
+    """The ``glaviz`` group: :class:`HelpFormatter`, and each command's whole first sentence.
+
+    click cuts a command's summary to fit one line (``Fit a confidence calibration with the
+    published...``); here it wraps instead, so the list of commands says what each one does.
+    """
+
+    context_class = _HelpContext
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
+            summary = command.short_help or inspect.cleandoc(command.help or "").split("\n\n")[0]
+            rows.append((name, " ".join(summary.split())))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class GlavizTyper(typer.Typer):
+    """Typer whose commands are :class:`HelpCommand` unless a command names its own class, so
+    that every module's ``@app.command`` gets glaviz's help layout without saying so."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["cls"] = kwargs.get("cls") or HelpCommand
+        return super().command(*args, **kwargs)
+
+
+app = GlavizTyper(
     name="glaviz",
     help=(
         "Glacier mapping with GlaViTU (Maslov et al., Nature Communications 2025).\n\n"
@@ -30,17 +114,24 @@ app = typer.Typer(
         f"{exit_codes_help()}\n\n"
         "Example: glaviz deploy stack.tif --weights global"
     ),
+    cls=HelpGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # click's plain help: see the module docstring
 )
 
 #: Options of the ``glaviz`` callback that may also be written after the subcommand.
 GLOBAL_FLAGS = frozenset({"-q", "--quiet", "-v", "--verbose", "--debug", "--json"})
 
-#: Options a command defines itself under a global option's name (``evaluate --json FILE``).
+#: Options a command defines itself under a global option's name (none today; see RENAMED).
 COMMAND_OWNED: dict[str, frozenset[str]] = {}
+
+#: Old spellings of a command's file options, by command: old → new. ``evaluate
+#: --json FILE`` was evaluate's own option under the global flag's name; it is ``--scores FILE``
+#: now, and ``--json`` followed by a value (not an option) after ``evaluate`` still means it, with
+#: a warning. ``--json`` alone, anywhere, is the global flag.
+RENAMED: dict[str, dict[str, str]] = {}
 
 
 def _version_callback(value: bool) -> None:
@@ -53,7 +144,14 @@ def _version_callback(value: bool) -> None:
 def _global_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="More log output (-vv for debug).",
+        ),
     ] = 0,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     json_output: Annotated[
@@ -92,33 +190,89 @@ def _print_error(message: str) -> None:
         say(f"Error: {line}", to=err_console)
 
 
-def _is_usage_error(exc: Exception) -> bool:
+def _is_usage_error(exc: BaseException) -> bool:
     # Typer vendors click in recent releases, so match click's exceptions by their interface.
     return callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def _is_help_for_no_args(exc: BaseException) -> bool:
+    # click >= 8.2 raises this (a usage error whose message is the help) for a bare ``glaviz``.
+    return type(exc).__name__ == "NoArgsIsHelpError"
 
 
 def _is_global(arg: str) -> bool:
     return arg in GLOBAL_FLAGS or re.fullmatch(r"-v+", arg) is not None
 
 
+def _is_value(arg: str) -> bool:
+    """A value rather than an option: ``scores.json``, or ``-`` (stdout)."""
+    return arg == "-" or not arg.startswith("-")
+
+
+def _old_spelling_with_value(renamed: dict[str, str], args: list[str], pos: int) -> bool:
+    return args[pos] in renamed and pos + 1 < len(args) and _is_value(args[pos + 1])
+
+
 def hoist_global_options(args: list[str]) -> list[str]:
     """Move global options written after the subcommand to before it (``deploy … -q``).
 
     Global options take no values, so the subcommand is the first argument that is not an
-    option. Nothing after ``--`` is touched, nor an option the command defines itself.
+    option. Nothing after ``--`` is touched, nor an option the command defines itself, nor the
+    old spelling of a renamed option with its value (``evaluate … --json FILE``, see RENAMED).
     """
+    _register_commands()  # the commands declare what they own and what they renamed
     index = next((i for i, a in enumerate(args) if a == "--" or not a.startswith("-")), None)
     if index is None or args[index] == "--":
         return list(args)
     command, rest = args[index], args[index + 1 :]
     owned = COMMAND_OWNED.get(command, frozenset())
+    renamed = RENAMED.get(command, {})
     moved, kept = [], []
-    for pos, arg in enumerate(rest):
+    pos = 0
+    while pos < len(rest):
+        arg = rest[pos]
         if arg == "--":
             kept.extend(rest[pos:])
             break
+        if _old_spelling_with_value(renamed, rest, pos):
+            kept.extend(rest[pos : pos + 2])
+            pos += 2
+            continue
         (moved if _is_global(arg) and arg not in owned else kept).append(arg)
+        pos += 1
     return [*args[:index], *moved, command, *kept]
+
+
+def rename_old_spellings(args: list[str]) -> tuple[list[str], list[str]]:
+    """Replace the old spelling of a renamed option (``evaluate … --json FILE``) by its new name.
+
+    Runs after :func:`hoist_global_options`, so an old spelling left after the command is one
+    followed by a value. Returns the arguments and one deprecation message per old spelling used.
+    """
+    command = _command_name(args)
+    renamed = RENAMED.get(command or "", {})
+    if not renamed:
+        return list(args), []
+    index = args.index(command)  # type: ignore[arg-type]
+    out, used = list(args[: index + 1]), []
+    rest = args[index + 1 :]
+    for pos, arg in enumerate(rest):
+        if arg == "--":
+            out.extend(rest[pos:])
+            break
+        old, sep, value = arg.partition("=")
+        if old in renamed and (sep or _old_spelling_with_value(renamed, rest, pos)):
+            out.append(f"{renamed[old]}{sep}{value}")
+            if old not in used:
+                used.append(old)
+        else:
+            out.append(arg)
+    messages = [
+        f"{command} {old} FILE is deprecated and will be removed: use {command} "
+        f"{renamed[old]} FILE ({old} alone is the global option)"
+        for old in used
+    ]
+    return out, messages
 
 
 def _command_name(args: list[str]) -> str | None:
@@ -177,12 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     """
     _register_commands()
     args = hoist_global_options(sys.argv[1:] if argv is None else list(argv))
+    args, deprecations = rename_old_spellings(args)
     command = _command_name(args)
     head = args[: args.index(command)] if command else args
     debug = "--debug" in head
     as_json = "--json" in head
     state.json = as_json  # known before parsing, so even a usage error is reported as JSON
     configure_consoles()
+    if not {"-q", "--quiet"} & set(head):
+        for message in deprecations:
+            say(f"Warning: {message}", to=err_console)
     code, error = 0, None
     result: Any = None
     received: list[int] = []
@@ -203,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         signum = received[0] if received else getattr(exc, "signum", signal.SIGINT)
         code, error = SIGNAL_EXIT_BASE + signum, Interrupted(signum)
     except Exception as exc:  # the one top-level handler
-        if _is_usage_error(exc):  # bad options, missing arguments: click formats these itself
-            exc.show()  # type: ignore[attr-defined]
+        if _is_help_for_no_args(exc):  # a bare ``glaviz``: the help, as before any command
+            typer.echo(exc.format_message())  # type: ignore[attr-defined]
+            code = int(exc.exit_code)  # type: ignore[attr-defined]
+        elif _is_usage_error(exc):  # bad options, missing arguments: one line, as every error
             code, error = int(exc.exit_code), exc  # type: ignore[attr-defined]
         else:
             if debug:
@@ -212,9 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             code, error = 1, exc
 
     if error is not None:
-        message = _error_message(error)
-        if not _is_usage_error(error):
-            _print_error(message)
+        message = _error_message(error, command)
+        _print_error(message)
         if as_json:
             _emit_json(
                 {
@@ -234,15 +393,34 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _error_message(error: BaseException) -> str:
+def _error_message(error: BaseException, command: str | None = None) -> str:
     if isinstance(error, GlavizError):
         return str(error)
     if isinstance(error, Interrupted):
         name = signal.Signals(error.signum).name
         return f"stopped by {name}; no partial outputs were left behind"
     if _is_usage_error(error):
-        return str(getattr(error, "message", None) or error)
+        return _usage_message(error, command)
     return f"unexpected {type(error).__name__}: {error} (rerun with --debug for a traceback)"
+
+
+def _usage_message(error: BaseException, command: str | None) -> str:
+    """click's problem on one line, and where to read how the command is used.
+
+    click itself prints three lines (usage, "Try … for help.", the problem); a script reading
+    stderr, and the rule that every error is one ``Error:`` line, want the problem and the hint.
+    """
+    format_message = getattr(error, "format_message", None)
+    problem = format_message() if callable(format_message) else str(error)
+    problem = " ".join(str(problem).split()).rstrip(".")
+    ctx = getattr(error, "ctx", None)
+    if ctx is not None:
+        path = ctx.command_path
+    elif command in {c.name for c in app.registered_commands}:
+        path = f"glaviz {command}"
+    else:
+        path = "glaviz"
+    return f"{problem} (see {path} --help)"
 
 
 def run() -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 import typer
 from pydantic.fields import FieldInfo
 
-from glaviz.cli.app import COMMAND_OWNED, app
+from glaviz.cli.app import COMMAND_OWNED, RENAMED, app
 from glaviz.cli.state import prepare_tensorflow, say, state
 from glaviz.config.base import CommandConfig
 from glaviz.errors import exit_codes_help
@@ -44,16 +44,20 @@ def config_command(
     *,
     arguments: Mapping[str, str] = {},
     options: Mapping[str, Sequence[str]] = {},
+    renamed: Mapping[str, str] = {},
     check_outputs: bool = True,
 ) -> Callable[[Callable[[C], Any]], Callable[[C], Any]]:
     """Register ``body(config)`` as command ``name`` with options generated from ``model``.
 
     ``arguments``: fields that are positional arguments, with their metavar. ``options``: option
     names for fields whose name is not ``--field-name`` (e.g. ``{"output": ["--output", "-o"]}``).
+    ``renamed``: old option names still accepted with a value and a warning, old → new
+    (``{"--json": "--scores"}``; see :data:`glaviz.cli.app.RENAMED`).
     ``body`` returns a dict for the ``--json`` object (outputs, counts, timings) or None.
     """
     taken = {o for names in options.values() for o in names}
     COMMAND_OWNED[name] = frozenset(taken)
+    RENAMED[name] = dict(renamed)
     spelling = {f: n[0] for f, n in options.items()} | dict(arguments)
 
     def decorate(body: Callable[[C], Any]) -> Callable[[C], Any]:
@@ -144,7 +148,7 @@ def run_engine(
 
 def help_text(doc: str) -> str:
     """The body's docstring with the exit codes inserted before its closing example(s)."""
-    # Typer keeps single newlines in rich mode; a paragraph is one line of help text.
+    # One line per paragraph: the help formatter wraps each paragraph to the terminal's width.
     paragraphs = inspect.cleandoc(doc).split("\n\n")
     doc = "\n\n".join(" ".join(p.split()) for p in paragraphs)
     head, sep, example = doc.partition("\n\nExample")

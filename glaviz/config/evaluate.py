@@ -24,11 +24,13 @@ class EvaluateConfig(CommandConfig):
     truth: Path | None = Field(
         None, description="Reference outlines for --prediction: raster, or .gpkg/.shp/.geojson."
     )
+    #: ``--scores FILE`` on the command line (``--json FILE`` before it clashed with the global
+    #: flag); the key stays ``json_output`` so config files and run records keep working.
     json_output: Path | None = Field(
         None, description="Also write the scores as JSON here ('-': JSON on stdout only)."
     )
-    overwrite: bool = overwrite_field("an existing --json file")
-    skip_existing: bool = skip_existing_field("the --json file")
+    overwrite: bool = overwrite_field("an existing --scores file")
+    skip_existing: bool = skip_existing_field("the --scores file")
 
     @model_validator(mode="after")
     def _one_source(self) -> EvaluateConfig:
@@ -50,7 +52,7 @@ class EvaluateConfig(CommandConfig):
 
     @property
     def to_stdout(self) -> bool:
-        """``--json -``: the scores go to stdout as JSON instead of a file."""
+        """``--scores -``: the scores go to stdout as JSON instead of a file."""
         return self.json_output is not None and str(self.json_output) == "-"
 
     def output_files(self) -> list[Path]:

@@ -136,7 +136,7 @@ class Evaluation:
     areas: Areas | None = None
     tiles: int = 0
     excluded_pixels: int = 0
-    #: The JSON file the scores were written to, if any (``glaviz evaluate --json FILE``).
+    #: The JSON file the scores were written to, if any (``glaviz evaluate --scores FILE``).
     output: Path | None = None
 
     def add(

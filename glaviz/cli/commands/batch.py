@@ -1,4 +1,10 @@
-"""``glaviz batch``: many scenes through features and deploy on Dask distributed."""
+"""``glaviz batch``: many scenes through features and deploy on Dask distributed.
+
+Not generated from a config model like most commands (:mod:`glaviz.cli.from_config`), and so
+without ``--config``/``--print-config``: the JOB file is the batch's configuration (output root,
+``[deploy]``/``[features]`` settings, scenes; :mod:`glaviz.config.batch`), and the options here
+only say how to run it.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +15,18 @@ from typing import Annotated, Any
 import typer
 
 from glaviz.cli.app import app
+from glaviz.cli.from_config import help_text
 from glaviz.cli.state import err_console, say, state
 
 
-@app.command("batch")
 def batch(
     job: Annotated[
         Path,
-        typer.Argument(help="Job file (TOML or JSON): output, [deploy], scenes.", metavar="JOB"),
+        typer.Argument(
+            help="Job file (TOML or JSON: output, [deploy], [features], scenes): the batch's "
+            "configuration, in place of --config.",
+            metavar="JOB",
+        ),
     ],
     scheduler: Annotated[
         str,
@@ -83,3 +93,8 @@ def batch(
         error.payload = summary  # the --json object still lists every scene
         raise error
     return summary
+
+
+# The exit codes sentence comes from the one table of them (glaviz.errors), as for every command.
+batch.__doc__ = help_text(batch.__doc__ or "")
+app.command("batch")(batch)

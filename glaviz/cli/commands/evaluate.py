@@ -21,23 +21,25 @@ if TYPE_CHECKING:
     "evaluate",
     EvaluateConfig,
     arguments={"predictions": "PREDICTIONS.h5"},
-    options={"json_output": ["--json"]},
+    options={"json_output": ["--scores"]},
+    # This option was --json FILE, which clashed with the global --json flag.
+    renamed={"--json": "--scores"},
 )
 def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """Score glacier maps: IoU, precision, recall, F1, accuracy in total, per region, per subregion.
 
     Either a predictions file of glaviz predict, or a deployed map (--prediction) against
-    reference outlines (--truth), which also reports the glacier areas in km². --json FILE
-    refuses to replace an existing FILE without --overwrite; --json - prints the scores as JSON
-    on stdout (after the command, --json is this option; before it, the global one).
+    reference outlines (--truth), which also reports the glacier areas in km². --scores FILE
+    refuses to replace an existing FILE without --overwrite; --scores - prints the scores as JSON
+    on stdout. The global --json (anywhere) prints one JSON object with the scores in it.
 
-    Example: glaviz evaluate predictions_test.h5 --json scores.json
+    Example: glaviz evaluate predictions_test.h5 --scores scores.json
     """
     return run_engine(api.evaluate, config, render=_show)
 
 
 def _show(result: Evaluation, config: EvaluateConfig) -> None:
-    """``--json -``: the scores as JSON on stdout (part of the one object under the global
+    """``--scores -``: the scores as JSON on stdout (part of the one object under the global
     ``--json``); otherwise the table, unless ``-q``."""
     if config.to_stdout:
         if not state.json:
@@ -52,6 +54,7 @@ def _fmt(value: float | None) -> str:
 
 def _render(result: Evaluation, json_path: Path | None) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("scope")
@@ -63,7 +66,7 @@ def _render(result: Evaluation, json_path: Path | None) -> None:
     def row(scope: str, name: str, counts: Counts) -> None:
         table.add_row(
             scope,
-            name,
+            Text(name),  # region names from the data are text, never rich markup
             *(_fmt(v) for v in (counts.iou, counts.precision, counts.recall, counts.f1)),
             _fmt(counts.accuracy),
             f"{counts.total:,}",
