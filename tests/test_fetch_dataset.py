@@ -309,3 +309,49 @@ def test_transfer_progress_counts_bytes_with_rate_and_time_left() -> None:
         assert (task.completed, task.total) == (500, 1000)
         kinds = {type(c) for c in bar._bar.columns}
         assert {DownloadColumn, TransferSpeedColumn, TimeRemainingColumn} <= kinds
+
+
+def test_an_interrupted_download_says_that_its_part_is_kept(
+    nird: FakeServer,
+    small_archive: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from glaviz.util.progress import Progress
+
+    def interrupt(self: Progress, *args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # ^C after the first chunk was written
+
+    (file,) = select("demo", splits=("val",))
+    to = tmp_path / "new"
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt) as stopped:
+        patch.setattr(Progress, "advance", interrupt)
+        engine.fetch_files([file], to=to, policy=FAST)
+    part = to / f"{file.name}.part"
+    # The interrupt carries the words the CLI prints instead of "no partial outputs were left".
+    (note,) = stopped.value.__notes__
+    assert note == (
+        f"the partial download {part} ({FAST.chunk_size:,} bytes) is kept; "
+        "the next run of the same command resumes it"
+    )
+    assert part.stat().st_size == FAST.chunk_size
+
+    engine.fetch_files([file], to=to, policy=FAST)
+    assert nird.gets(file.name)[-1] == f"bytes={FAST.chunk_size}-"
+    assert (to / file.name).read_bytes() == small_archive[file.name]
+
+
+def test_cli_interrupt_says_the_part_is_kept(
+    nird: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import os
+    import signal
+
+    from glaviz.util.progress import Progress
+
+    monkeypatch.setattr(
+        Progress, "advance", lambda self, *a, **k: os.kill(os.getpid(), signal.SIGINT)
+    )
+    assert main(["fetch-dataset", "demo", "--split", "val", "--to", str(tmp_path)]) == 130
+    line = error_line(capsys)
+    assert "stopped by SIGINT; the partial download" in line and "resumes it" in line

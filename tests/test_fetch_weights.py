@@ -671,3 +671,186 @@ def test_real_drive_folder_lists_the_known_files() -> None:
     files = list_folder(FOLDER_ID, base=DEFAULT_DRIVE_URL)
     assert files[GLOBAL_FILE] == GLOBAL_ID
     assert files["glavitu_finetuning_HMA_weights.h5"] == HMA_ID
+
+
+# --------------------------------------------------------------------------------------------------
+# Pins, trust on first use, --sha256 (the attacks themselves: tests/test_hostile_inputs_weights.py)
+
+
+def test_every_packaged_model_is_pinned_and_matches_its_file() -> None:
+    packaged = [e for e in load_registry().models if e.packaged]
+    assert [e.name for e in packaged] == ["demo"]
+    for entry in packaged:
+        resolved = resolve_weights(entry.name)
+        assert resolved.source == "package"
+        data = resolved.path.read_bytes()
+        # Retraining the demo model without updating registry.toml fails here.
+        assert (entry.sha256, entry.size) == (sha(data), len(data)), entry.name
+        result = fetch_model(entry)
+        assert result.status == "packaged" and result.sha256 == entry.sha256
+
+
+def test_a_packaged_file_that_differs_from_its_pin_is_refused() -> None:
+    demo = load_registry().require("demo")
+    assert demo.size is not None
+    for update in ({"size": demo.size + 1}, {"sha256": "0" * 64}):
+        with pytest.raises(WeightsError, match="reinstall glaviz"):
+            fetch_model(demo.model_copy(update=update))
+
+
+def test_an_unpinned_install_warns_once_with_the_recorded_sha256(
+    mirror: FakeServer,
+    glaviz_home: Path,
+    reference_bytes: bytes,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["fetch-weights", "global", "--base-url", mirror.url]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING "), warnings
+    record = glaviz_home / "weights" / (GLOBAL_FILE + ".info.json")
+    assert f"its sha256 {sha(reference_bytes)} is now recorded in {record}" in warnings[0]
+    assert f'add sha256 = "{sha(reference_bytes)}"' in warnings[0]
+    assert "GLAVIZ_REGISTRY" in warnings[0] and "--sha256" in warnings[0]
+    assert json.loads(record.read_text())["trust"] == "first use"
+
+    # Already cached: checked against the record, nothing installed, nothing to warn about.
+    assert main(["fetch-weights", "global", "--base-url", mirror.url]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and f"sha256 {sha(reference_bytes)}" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fetch-weights", "global", "--sha256", "abc"], "64 hexadecimal digits"),
+        (["fetch-weights", "--all", "--sha256", "a" * 64], "--sha256 pins one file"),
+        (["fetch-weights", "global", "hma", "--sha256", "a" * 64], "--sha256 pins one file"),
+        (["fetch-weights", "--list", "--sha256", "a" * 64], "--list cannot"),
+        (["fetch-weights", "demo", "--sha256", "a" * 64], "contradicts the sha256 9591b0627a5a"),
+    ],
+)
+def test_sha256_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_list_shows_every_name_at_80_columns_and_piped(
+    tmp_path: Path,
+    reference_bytes: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    import glaviz.cli.commands.fetch_weights as command
+
+    source = tmp_path / GLOBAL_FILE
+    source.write_bytes(reference_bytes)
+    import_model("global", source)  # one recorded (unpinned) digest, and the demo's pinned one
+    names = load_registry().names()
+    digest, demo = sha(reference_bytes), load_registry().require("demo").sha256
+    assert demo is not None
+
+    def first_words(text: str) -> list[str]:
+        return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+    # An 80-column terminal: every name, digests cut to 12 hex digits.
+    screen = io.StringIO()
+    terminal = Console(file=screen, width=80, force_terminal=True, color_system=None)
+    with monkeypatch.context() as patch:
+        patch.setattr(command, "console", terminal)
+        assert main(["fetch-weights", "--list"]) == 0
+    shown = screen.getvalue()
+    table = [line for line in shown.splitlines() if not line.startswith("cache: ")]
+    assert all(len(line) <= 80 for line in table), shown  # (the cache path is one line, as is)
+    assert [w for w in first_words(shown) if w in names] == names, shown
+    global_row = next(line for line in shown.splitlines() if line.split()[:1] == ["global"])
+    assert f"{digest[:12]}…*" in global_row and digest not in shown  # * recorded, not pinned
+    assert f"{demo[:12]}…" in shown and f"{demo[:12]}…*" not in shown
+
+    # A pipe (COLUMNS=80 in the environment does not matter): every name, whole digests.
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["fetch-weights", "--list"]) == 0
+    piped = capsys.readouterr().out
+    assert [w for w in first_words(piped) if w in names] == names, piped
+    assert f"{digest}*" in piped and demo in piped
+
+    # --json: the whole digest, and who vouches for it.
+    assert main(["fetch-weights", "--list", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["models"]}
+    assert rows["global"]["sha256"] == digest and rows["global"]["sha256_trust"] == "first use"
+    assert rows["demo"]["sha256"] == demo and rows["demo"]["sha256_trust"] == "registry"
+    assert rows["hma"]["sha256"] is None and rows["hma"]["sha256_trust"] is None
+
+
+def test_unconfirmed_features_are_taken_from_a_file_that_names_them(
+    mirror: FakeServer, tmp_path: Path, glaviz_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # alp's feature groups are inferred: the file's own, named groups are what deploy must use,
+    # even when their band counts equal the registry's guess.
+    alp = "glavitu_finetuning_ALP_weights.h5"
+    path = write_keras2_checkpoint(tmp_path / alp, features=("optical", "co_pol_sar"), seed=8)
+    mirror.files[alp] = path.read_bytes()
+    with caplog.at_level("WARNING", logger="glaviz"):
+        assert fetch_model("alp", base_url=mirror.url, policy=FAST).status == "downloaded"
+    assert "optical+dem differ from the file's optical(6)+co_pol_sar(2)" in caplog.text
+    assert resolve_weights("alp").feature_groups == {"optical": 6, "co_pol_sar": 2}
+
+
+def test_interrupted_fetch_says_that_the_part_is_kept(
+    mirror: FakeServer, glaviz_home: Path, reference_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from glaviz.util.progress import Progress
+
+    def interrupt(self: Progress, *args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # ^C after the first chunk was written
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt) as stopped:
+        patch.setattr(Progress, "advance", interrupt)
+        fetch_model("global", base_url=mirror.url, policy=FAST)
+    part = glaviz_home / "weights" / (GLOBAL_FILE + ".part")
+    (note,) = stopped.value.__notes__
+    assert f"the partial download {part} ({part.stat().st_size:,} bytes) is kept" in note
+    assert "the next 'glaviz fetch-weights global' resumes it" in note
+
+    assert fetch_model("global", base_url=mirror.url, policy=FAST).status == "downloaded"
+    assert resumed_at(mirror.gets(GLOBAL_FILE)[-1]) == FAST.chunk_size
+
+
+# --------------------------------------------------------------------------------------------------
+# --weights / --calibration NAME beside a folder of that name
+
+
+def test_a_folder_does_not_shadow_a_registry_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from glaviz.config import DeployConfig
+    from glaviz.config.loading import load_config
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("demo", "global", "mystery"):
+        (tmp_path / folder).mkdir()
+
+    # The bare name, and the name as the config reader passes it on (an absolute path, because
+    # a folder of that name exists here).
+    config = load_config(DeployConfig, cli={"stack": "s.tif", "weights": "demo"})
+    for spec in ("demo", config.weights):
+        resolved = resolve_weights(spec)
+        assert resolved.source == "package" and resolved.path.name == "demo.glaviz", spec
+    with caplog.at_level("WARNING", logger="glaviz"):
+        resolve_weights(str(tmp_path / "demo"))
+    assert f"--weights {tmp_path / 'demo'} is a folder, not a file" in caplog.text
+    assert "registry model 'demo'" in caplog.text
+
+    expected = calibration_path("glavitu_global_softmax")
+    assert calibration_path("global") == expected
+    assert calibration_path(str(tmp_path / "global")) == expected
+
+    with pytest.raises(ConfigError, match=r"'mystery' is no registry model name; known models"):
+        resolve_weights("mystery")
+    with pytest.raises(ConfigError, match="is a folder, not a calibration file"):
+        calibration_path(str(tmp_path / "mystery"))

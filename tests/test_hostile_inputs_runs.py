@@ -162,3 +162,24 @@ def test_inventory_takes_the_elevation_band_of_a_stack_and_refuses_other_multiba
     )
     assert refused.returncode == 1 and len(refused.error_lines) == 1
     assert "has 3 bands and none is described as 'elevation'" in refused.error_lines[0]
+
+
+def test_a_cached_weights_file_swapped_for_one_of_the_same_size_is_hashed_again(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+    import json
+    import os
+
+    from glaviz.registry.cache import info_path
+    from glaviz.runs.records import weights_sha256
+
+    weights = tmp_path / "glavitu_global_weights.h5"
+    weights.write_bytes(b"a" * 64)
+    info = info_path(weights)
+    info.write_text(json.dumps({"size": 64, "sha256": hashlib.sha256(b"a" * 64).hexdigest()}))
+    assert weights_sha256(weights) == hashlib.sha256(b"a" * 64).hexdigest()
+    weights.write_bytes(b"b" * 64)  # replaced by hand after the record was written
+    later = info.stat().st_mtime_ns + 1_000_000_000
+    os.utime(weights, ns=(later, later))
+    assert weights_sha256(weights) == hashlib.sha256(b"b" * 64).hexdigest()

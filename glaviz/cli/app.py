@@ -288,14 +288,15 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _signals_as_exceptions() -> Iterator[list[int]]:
+def _signals_as_exceptions() -> Iterator[list[Interrupted]]:
     """Turn SIGINT/SIGTERM/SIGHUP into :class:`Interrupted` where the program is, so every cleanup
-    path runs; yields a list that receives the signal number (Typer reports any
-    ``KeyboardInterrupt`` as a bare exit code 130, losing which signal it was).
+    path runs; yields a list that receives the exception raised (Typer reports any
+    ``KeyboardInterrupt`` as a bare exit code 130, losing which signal it was and the notes that
+    cleanup code added to it, such as "the partial download is kept").
 
     The handler fires once; a second signal during cleanup is ignored so the cleanup can finish.
     """
-    received: list[int] = []
+    received: list[Interrupted] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
@@ -306,8 +307,8 @@ def _signals_as_exceptions() -> Iterator[list[int]]:
     def handler(signum: int, _frame: Any) -> None:
         for s in wanted:
             signal.signal(s, signal.SIG_IGN)
-        received.append(signum)
-        raise Interrupted(signum)
+        received.append(Interrupted(signum))
+        raise received[-1]
 
     for s in wanted:
         signal.signal(s, handler)
@@ -343,12 +344,12 @@ def main(argv: list[str] | None = None) -> int:
             say(f"Warning: {message}", to=err_console)
     code, error = 0, None
     result: Any = None
-    received: list[int] = []
+    received: list[Interrupted] = []
     try:
         with _signals_as_exceptions() as received:
             result = app(args=args, prog_name="glaviz", standalone_mode=False)
         if received:
-            raise Interrupted(received[0])
+            raise received[0]
         if isinstance(result, int):  # click returns the code of typer.Exit in this mode
             code = result
     except GlavizError as exc:
@@ -358,8 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         code = exc.exit_code
     except (KeyboardInterrupt, typer.Abort) as exc:
-        signum = received[0] if received else getattr(exc, "signum", signal.SIGINT)
-        code, error = SIGNAL_EXIT_BASE + signum, Interrupted(signum)
+        error = received[0] if received else Interrupted(getattr(exc, "signum", signal.SIGINT))
+        if error is not exc:
+            for note in getattr(exc, "__notes__", []):
+                error.add_note(note)
+        code = SIGNAL_EXIT_BASE + error.signum
     except Exception as exc:  # the one top-level handler
         if _is_help_for_no_args(exc):  # a bare ``glaviz``: the help, as before any command
             typer.echo(exc.format_message())  # type: ignore[attr-defined]
@@ -398,7 +402,9 @@ def _error_message(error: BaseException, command: str | None = None) -> str:
         return str(error)
     if isinstance(error, Interrupted):
         name = signal.Signals(error.signum).name
-        return f"stopped by {name}; no partial outputs were left behind"
+        # Cleanup code may say what it kept on purpose (a resumable download) as a note.
+        kept = getattr(error, "__notes__", None) or ["no partial outputs were left behind"]
+        return f"stopped by {name}; " + "; ".join(kept)
     if _is_usage_error(error):
         return _usage_message(error, command)
     return f"unexpected {type(error).__name__}: {error} (rerun with --debug for a traceback)"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from glaviz.config.base import CommandConfig
 
@@ -29,13 +30,36 @@ class FetchWeightsConfig(CommandConfig):
         "Default: $GLAVIZ_WEIGHTS_URL.",
     )
     force: bool = Field(False, description="Download or import again even if cached.")
+    sha256: str | None = Field(
+        None,
+        description="Expected sha256 of the one named model's file (64 hex digits); another "
+        "file is refused and deleted. With --force, accepts a new file on purpose.",
+    )
+
+    @field_validator("sha256")
+    @classmethod
+    def _check_sha256(cls, value: str | None) -> str | None:
+        # A typo must fail here: a wrong pin would refuse the right file after the download.
+        if value is None:
+            return None
+        digest = value.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError("expected 64 hexadecimal digits (as printed by sha256sum)")
+        return digest
 
     @model_validator(mode="after")
     def _consistent(self) -> FetchWeightsConfig:
         if self.list_only:
-            if self.all_models or self.from_file is not None or self.force:
-                raise ValueError("--list cannot be combined with --all, --from or --force")
+            if self.all_models or self.from_file is not None or self.force or self.sha256:
+                raise ValueError(
+                    "--list cannot be combined with --all, --from, --force or --sha256"
+                )
             return self
+        if self.sha256 is not None and (self.all_models or len(self.names) != 1):
+            raise ValueError(
+                "--sha256 pins one file: give exactly one model name, e.g. "
+                "glaviz fetch-weights global --sha256 HEX"
+            )
         if self.all_models and self.names:
             raise ValueError("give model names or --all, not both")
         if self.from_file is not None:

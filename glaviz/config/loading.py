@@ -162,7 +162,7 @@ def _looks_like_path(text: str, base: Path) -> bool:
         return False
     if any(sep in text for sep in ("/", os.sep)) or text.startswith("~"):
         return True
-    return (base / text).exists()
+    return (base / text).is_file()  # a folder named like a model does not shadow the name
 
 
 def _section_model(annotation: Any) -> type[BaseModel] | None:

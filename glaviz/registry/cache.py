@@ -3,7 +3,8 @@
 Layout under ``$GLAVIZ_HOME`` (default: the platform's user cache directory)::
 
     weights/<published file name>            verified checkpoint, only ever created by a rename
-    weights/<published file name>.info.json  what verification found (sha256, feature groups, …)
+    weights/<published file name>.info.json  what verification found (sha256, size, feature
+                                             groups, …): also the trust-on-first-use record
     weights/<published file name>.part       an interrupted download, resumed by the next fetch
     locks/<published file name>.lock         inter-process lock for that one file
 
@@ -121,17 +122,47 @@ def temp_in(folder: Path, name: str) -> Path:
 def read_info(target: Path) -> dict[str, Any] | None:
     """The verification record of a cached file, or None when absent or stale.
 
-    A record whose size differs from the file belongs to an earlier file (replaced by hand), so it
-    is ignored rather than trusted.
+    A record whose size differs from the file, or that is older than the file, belongs to an
+    earlier file (replaced by hand, perhaps by one of the same size), so it is ignored rather than
+    trusted: the record is always written after the file it describes.
     """
     path = info_path(target)
     try:
         info = json.loads(path.read_text(encoding="utf8"))
-        if not isinstance(info, dict) or info.get("size") != target.stat().st_size:
+        st = target.stat()
+        if not isinstance(info, dict) or info.get("size") != st.st_size:
+            return None
+        if st.st_mtime_ns > path.stat().st_mtime_ns:
             return None
         return info
     except (OSError, ValueError):
         return None
+
+
+def read_record(target: Path) -> dict[str, Any] | None:
+    """The verification record of ``target`` whether or not the file is still there or unchanged.
+
+    This is the trust-on-first-use record: the sha256 and size of the file that was first
+    installed under this name, which every later fetch or import of the same model must match
+    (unless the user pins another digest on purpose). :func:`read_info` answers a different
+    question (what is known about the file now in the cache), so it ignores a stale record; this
+    one must not, or replacing the cached file by hand would silently reset the trust. A record
+    without a well-formed sha256 is no record.
+    """
+    try:
+        info = json.loads(info_path(target).read_text(encoding="utf8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    digest = info.get("sha256")
+    if not isinstance(digest, str) or len(digest) != 64 or not _is_hex(digest):
+        return None
+    return info
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def remove_quietly(*paths: Path) -> None:

@@ -10,6 +10,7 @@ failure).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import tomllib
@@ -21,8 +22,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from glaviz.errors import ConfigError
-from glaviz.published.groups import REGIONS, group_bands, parse_features
+from glaviz.published.groups import GROUP_BANDS, REGIONS, group_bands, parse_features
 from glaviz.registry.cache import cached_path, plain_file_name, read_info
+
+logger = logging.getLogger(__name__)
 
 #: A user TOML merged over the packaged registry (same schema; ``[[model]]`` tables by ``name``).
 REGISTRY_ENV = "GLAVIZ_REGISTRY"
@@ -55,6 +58,8 @@ class ModelEntry(BaseModel):
 
     ``sha256`` and ``calibration`` are ``None`` when unknown / absent; the TOML spells that
     ``"unknown"`` / ``"none"`` so that an empty value is never mistaken for a forgotten one.
+    ``size`` (bytes) is pinned beside ``sha256`` where the file is known: it is checked before the
+    digest, so a wrong file is named as such without hashing it, and ``--list`` can show it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -71,6 +76,7 @@ class ModelEntry(BaseModel):
     patch_size: int = Field(default=384, gt=0, multiple_of=16)
     calibration: str | None = None
     sha256: str | None = None
+    size: int | None = Field(default=None, gt=0)
     drive_id: str | None = None
     urls: tuple[str, ...] = ()
     packaged: str | None = None
@@ -114,6 +120,13 @@ class ModelEntry(BaseModel):
             if not _SHA256.fullmatch(value.strip().lower()):
                 raise ValueError("expected 64 hexadecimal digits or 'unknown'")
             return value.strip().lower()
+        return value
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _check_size(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in _UNKNOWN:
+            return None
         return value
 
     @field_validator("drive_id", mode="before")
@@ -163,6 +176,11 @@ class ModelEntry(BaseModel):
         if self.location == "coordinate":
             return 4
         return None
+
+    @property
+    def pinned(self) -> bool:
+        """True when the registry fixes the file's sha256 (then nothing else is trusted)."""
+        return self.sha256 is not None
 
     @property
     def confirmed(self) -> bool:
@@ -345,22 +363,62 @@ def calibration_path(name: str | os.PathLike[str]) -> Path:
     if as_path.is_file():
         return as_path
     text = str(name).strip()
-    stem = text.removesuffix(".json")
-    packaged = _data_file("calibration", f"{stem}.json")
-    if "/" not in stem and "\\" not in stem and packaged.is_file():
-        return packaged
-    entry = load_registry().get(text)
-    if entry is not None:
-        if entry.calibration is None:
+    found = _calibration_by_name(text)
+    if found is not None:
+        return found
+    if text and as_path.is_dir():
+        # A folder is never a calibration, so a folder called like a calibration or a model in
+        # the working directory must not shadow that name (the config reader may already have
+        # made the name into an absolute path to the folder).
+        found = _calibration_by_name(as_path.name)
+        if found is None:
             raise ConfigError(
-                f"model {entry.name!r} has no published confidence calibration; pass a CAL.json "
-                f"made with 'glaviz calibrate' or one of: {', '.join(calibration_names())}"
+                f"calibration {text!r} is a folder, not a calibration file (CAL.json), and "
+                f"{as_path.name!r} is no packaged calibration or model name; packaged "
+                f"calibrations are {', '.join(calibration_names())}"
             )
-        return _data_file("calibration", f"{entry.calibration}.json")
+        _folder_shadows(text, as_path.name, "--calibration", f"calibration {found.stem}")
+        return found
     raise ConfigError(
         f"calibration {text!r} is neither an existing file nor a packaged calibration; "
         f"packaged calibrations are {', '.join(calibration_names())}"
     )
+
+
+def _calibration_by_name(text: str) -> Path | None:
+    """A packaged calibration called ``text``, or the one published for model ``text``, or None.
+
+    A model without a published calibration is a :class:`ConfigError`: that name was meant.
+    """
+    stem = text.removesuffix(".json")
+    packaged = _data_file("calibration", f"{stem}.json")
+    if stem and "/" not in stem and "\\" not in stem and packaged.is_file():
+        return packaged
+    entry = load_registry().get(text)
+    if entry is None:
+        return None
+    if entry.calibration is None:
+        raise ConfigError(
+            f"model {entry.name!r} has no published confidence calibration; pass a CAL.json "
+            f"made with 'glaviz calibrate' or one of: {', '.join(calibration_names())}"
+        )
+    return _data_file("calibration", f"{entry.calibration}.json")
+
+
+def _folder_shadows(text: str, name: str, option: str, used: str) -> None:
+    """Say (one warning line) that ``option text`` named a folder and ``used`` was taken instead.
+
+    Silent when ``text`` is the bare name ``name``: a folder of that name in the working directory
+    cannot be what was meant, since neither weights nor calibrations are folders.
+    """
+    if text != name:
+        logger.warning(
+            "%s %s is a folder, not a file; using %s (the folder's name %r) instead",
+            option,
+            text,
+            used,
+            name,
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -387,7 +445,10 @@ class ResolvedWeights:
         if info is not None and isinstance(info.get("feature_groups"), dict):
             found = {str(k): int(v) for k, v in info["feature_groups"].items()}
             # A file without named inputs reads as input1, input2…: keep the registry's names then.
-            if declared and list(found.values()) == list(declared.values()):
+            # A file that names its groups is believed: equal band counts do not make co_pol_sar
+            # into dem.
+            named = all(group in GROUP_BANDS for group in found)
+            if declared and not named and list(found.values()) == list(declared.values()):
                 return declared
             return found
         return declared
@@ -427,18 +488,32 @@ def packaged_path(entry: ModelEntry) -> Path | None:
 def resolve_weights(spec: str | os.PathLike[str], *, home: Path | None = None) -> ResolvedWeights:
     """Turn ``--weights`` into a file: an existing path, a packaged model, or a cached download.
 
-    A path wins over a registry name so that a user's own file is never shadowed. A registry model
-    that is not downloaded yet is a :class:`~glaviz.errors.WeightsError` naming the command to run;
-    anything else unknown is a :class:`ConfigError` listing the known names.
+    A file wins over a registry name so that a user's own file is never shadowed. A folder never
+    does: weights are files (``.h5`` checkpoints, ``.glaviz`` bundles), so ``--weights demo`` with
+    a ``demo/`` folder in the working directory still means the registry model (also when the
+    config reader has already made the name into the folder's absolute path; that case is said in
+    a warning). A registry model that is not downloaded yet is a
+    :class:`~glaviz.errors.WeightsError` naming the command to run; anything else unknown is a
+    :class:`ConfigError` listing the known names.
     """
     from glaviz.errors import WeightsError
 
     text = os.fspath(spec)
     as_path = Path(text).expanduser()
-    if text and as_path.exists():
+    folder = bool(text) and as_path.is_dir()
+    if text and as_path.exists() and not folder:
         return ResolvedWeights(path=as_path, entry=None, source="file")
     registry = load_registry()
     entry = registry.get(text)
+    if entry is None and folder:
+        entry = registry.get(as_path.name)
+        if entry is None:
+            raise ConfigError(
+                f"--weights {text!r} is a folder, not a weights file (a .h5 checkpoint or a "
+                f".glaviz bundle), and {as_path.name!r} is no registry model name; known models "
+                f"are {', '.join(registry.names())} (see: glaviz fetch-weights --list)"
+            )
+        _folder_shadows(text, as_path.name, "--weights", f"registry model {entry.name!r}")
     if entry is None:
         looks_like_path = any(c in text for c in "/\\") or text.endswith((".h5", ".keras"))
         what = "no such file, and not" if looks_like_path else "neither an existing file nor"

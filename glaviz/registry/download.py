@@ -87,6 +87,19 @@ def discard_partial(part: Path) -> None:
     remove_quietly(part, _meta_path(part))
 
 
+def note_kept_partial(exc: BaseException, part: Path, resumer: str) -> None:
+    """Add a note to an interrupt (^C, or a signal raised as one) that ``part`` is kept.
+
+    The CLI's generic interrupt message says that nothing partial was left behind, which is true
+    of outputs but not of downloads: their ``.part`` stays on purpose, and the user should know
+    that ``resumer`` (the next run) continues it rather than starting over. The note travels
+    with the exception (PEP 678), so the layer that prints it needs no download knowledge.
+    """
+    size = part.stat().st_size if part.is_file() else 0
+    if size:
+        exc.add_note(f"the partial download {part} ({size:,} bytes) is kept; {resumer} resumes it")
+
+
 def _strong_validator(headers: Any) -> str | None:
     # If-Range needs a strong validator: a weak ETag (W/"…") may match a different byte sequence.
     etag = headers.get("ETag")

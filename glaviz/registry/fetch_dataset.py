@@ -19,7 +19,13 @@ from typing import Literal
 from glaviz.errors import ConfigError, DownloadError
 from glaviz.registry.archive import Archive, ArchiveFile, load_archive
 from glaviz.registry.cache import part_path, remove_quietly
-from glaviz.registry.download import DEFAULT_POLICY, RetryPolicy, discard_partial, download
+from glaviz.registry.download import (
+    DEFAULT_POLICY,
+    RetryPolicy,
+    discard_partial,
+    download,
+    note_kept_partial,
+)
 from glaviz.runs.outputs import output_exists
 from glaviz.util.hashing import file_digest
 
@@ -157,6 +163,7 @@ def fetch_files(
     check_space(todo, to)
     created = not to.exists()
     to.mkdir(parents=True, exist_ok=True)
+    target: Path | None = None
     try:
         for index, file in enumerate(todo, start=1):
             url = f"{root}/{file.name}"
@@ -164,7 +171,11 @@ def fetch_files(
             target = to / file.name
             _fetch_one(file, url, target, label=label, policy=policy, progress=progress)
             results[file.name] = DatasetResult(file, target, "downloaded", url)
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and target is not None:
+            # ^C, or SIGTERM raised as one by the CLI: the .part stays for resuming (that is
+            # its point), so the message must say so rather than "nothing was left behind".
+            note_kept_partial(exc, part_path(target), "the next run of the same command")
         if created:  # a folder this run made stays only if it holds something to resume
             with contextlib.suppress(OSError):
                 to.rmdir()

@@ -10,6 +10,8 @@ from glaviz.config import FetchWeightsConfig
 from glaviz.errors import GlavizError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from glaviz.registry.catalogue import ModelEntry
     from glaviz.registry.fetch import CacheStatus, FetchResult
 
@@ -26,24 +28,27 @@ def fetch_weights(config: FetchWeightsConfig) -> dict[str, Any]:
 
     Sources: a mirror first (--base-url, $GLAVIZ_WEIGHTS_URL), then the authors' public Google
     Drive folder. Downloads resume after interruptions. Each file is verified before it enters the
-    cache: the sha256 when pinned ($GLAVIZ_REGISTRY), and always every tensor's shape. A model
-    already in the cache is not fetched again (exit 0), unless --force. --list and --json show
-    each cached file's sha256.
+    cache: its sha256 (--sha256, else the registry's pin, else the one recorded when the model was
+    first installed here), and always the architecture and every tensor's shape. A model
+    installed without a pin gets a warning naming the recorded sha256. A model already in the
+    cache is not fetched again (exit 0), unless --force. --list and --json show each sha256.
 
     Example: glaviz fetch-weights global hma
+
+    Example: glaviz fetch-weights global --force --sha256 HEX
 
     Example: glaviz fetch-weights global --base-url https://mirror.example.org/glaviz/
     """
     from glaviz.registry import fetch, weights_dir
 
-    names, base_url, force = config.names, config.base_url, config.force
+    names, base_url, force, sha256 = config.names, config.base_url, config.force, config.sha256
     if config.list_only:
         rows = _selected(fetch.cache_status(), only=list(names))
         if not state.json:
             _print_table(rows)
         return {"models": [_row_json(r) for r in rows], "cache": str(weights_dir())}
     if config.from_file is not None:
-        result = fetch.import_model(names[0], config.from_file, force=force)
+        result = fetch.import_model(names[0], config.from_file, force=force, sha256=sha256)
         _report(result)
         return {"outputs": [str(result.path)], "models": [_result_json(result)]}
     from glaviz.registry import load_registry
@@ -55,7 +60,11 @@ def fetch_weights(config: FetchWeightsConfig) -> dict[str, Any]:
     for entry in entries:
         try:
             result = fetch.fetch_model(
-                entry, base_url=base_url, force=force, progress=state.show_progress
+                entry,
+                base_url=base_url,
+                force=force,
+                progress=state.show_progress,
+                sha256=sha256,
             )
         except GlavizError as exc:
             if len(entries) == 1:
@@ -100,8 +109,10 @@ def _row_json(row: CacheStatus) -> dict[str, object]:
         "cached": row.cached,
         "path": str(row.path),
         "size": row.size,
+        "changed": row.changed,
         "sha256": row.sha256,
         "sha256_pinned": row.entry.sha256 is not None,
+        "sha256_trust": row.trust,
         "unconfirmed": list(row.entry.unconfirmed),
     }
 
@@ -130,41 +141,92 @@ def _selected(rows: list[CacheStatus], *, only: list[str]) -> list[CacheStatus]:
 
 
 def _print_table(rows: list[CacheStatus]) -> None:
-    from rich import box
-    from rich.table import Table
+    """The registry as a table: every column in a pipe, the essentials on a narrow terminal.
+
+    A pipe gets one line per model with full sha256 digests (scripts grep them). A terminal gets
+    digests cut to 12 hex digits (``--json`` has them whole); if the table is still wider than
+    the terminal, the alias, file and size columns are left out rather than letting rich squeeze
+    the name column away (it did, at 80 columns): the name is what the other commands take.
+    """
+    from rich.console import Console
+    from rich.measure import Measurement
 
     from glaviz.registry import weights_dir
 
+    out = console
+    if not console.is_terminal:
+        # Piped output (scripts, logs) is not squeezed into 80 columns: one line per model.
+        out = Console(width=max(console.width, 200), no_color=console.no_color)
+        table = _table(rows, compact=False, short=False)
+    else:
+        table = _table(rows, compact=False, short=True)
+        wide = out.options.update_width(1 << 16)
+        if Measurement.get(out, wide, table).maximum > out.width:
+            table = _table(rows, compact=True, short=True)
+            table.caption = "alias, file and size left out at this width: see --json"
+            table.caption_justify = "left"
+    out.print(table)
+    say(f"cache: {weights_dir()}", to=out)
+
+
+def _table(rows: list[CacheStatus], *, compact: bool, short: bool) -> Table:
+    from rich import box
+    from rich.table import Table
+
     table = Table(
-        title="GlaViTU models (* inferred, not confirmed)",
+        # At most 80 characters: the CLI's console does not wrap (soft_wrap), a terminal would.
+        title="GlaViTU models (* inferred, not confirmed; for a sha256: recorded, not pinned)",
         box=box.SIMPLE_HEAD,
         title_justify="left",
     )
-    for column in ("name", "alias", "file", "features", "location", "size"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("name", "file"))
-    table.add_column("cached")
+    longest = max((len(r.entry.name) for r in rows), default=4)
+    table.add_column("name", no_wrap=True, min_width=longest)
+    columns = ("features", "location") if compact else ("alias", "file", "features", "location")
+    for column in columns:
+        if compact and column == "location":
+            table.add_column(column, no_wrap=True)  # "region (12)" stays on one line
+        elif compact and column == "features":
+            table.add_column(column, overflow="fold", ratio=1)  # takes what the rest leaves
+        else:
+            table.add_column(column, overflow="fold", no_wrap=column == "file")
+    if not compact:
+        table.add_column("size", no_wrap=True, justify="right")
+    table.add_column("cached", no_wrap=True)
     table.add_column("sha256", no_wrap=True)
     for row in rows:
         e = row.entry
         location = e.location if e.location_size is None else f"{e.location} ({e.location_size})"
+        cells = {
+            "alias": e.aliases[0] if e.aliases else "",
+            "file": _mark(e, "file", e.file),
+            "features": _mark(e, "features", "+".join(e.features)),
+            "location": _mark(e, "location", location),
+        }
+        size = [] if compact else [f"{row.size / 1e6:.1f} MB" if row.size is not None else "-"]
         table.add_row(
             e.name,
-            e.aliases[0] if e.aliases else "",
-            _mark(e, "file", e.file),
-            _mark(e, "features", "+".join(e.features)),
-            _mark(e, "location", location),
-            f"{row.size / 1e6:.1f} MB" if row.size is not None else "-",
-            ("built-in" if row.packaged else "yes") if row.cached else "no",
-            row.sha256 or ("" if not row.cached else "unrecorded"),
+            *(cells[c] for c in columns),
+            *size,
+            _cached_word(row),
+            _digest_cell(row, short=short),
         )
-    out = console
-    if not console.is_terminal:
-        # Piped output (scripts, logs) is not squeezed into 80 columns: one line per model.
-        from rich.console import Console
+    return table
 
-        out = Console(width=max(console.width, 200), no_color=console.no_color)
-    out.print(table)
-    say(f"cache: {weights_dir()}", to=out)
+
+def _cached_word(row: CacheStatus) -> str:
+    if not row.cached:
+        return "no"
+    if row.changed:
+        return "changed"  # its size is not the pinned or recorded one: the next fetch refuses it
+    return "built-in" if row.packaged else "yes"
+
+
+def _digest_cell(row: CacheStatus, *, short: bool) -> str:
+    """The sha256 a fetch checks against: pinned, or (marked *) recorded at the first install."""
+    if row.sha256 is None:
+        return "unrecorded" if row.cached else ""
+    digest = row.sha256[:12] + "…" if short else row.sha256
+    return digest if row.trust == "registry" else digest + "*"
 
 
 def _mark(entry: ModelEntry, field: str, text: str) -> str:
