@@ -90,3 +90,104 @@ def test_bad_bundles(tmp_path: Path, tiny) -> None:
         dst.writestr("model.weights.h5", src.read("model.weights.h5"))
     with pytest.raises(WeightsError, match="do not load"):
         load_bundle(lying)
+
+
+# --------------------------------------------------------------------------------------------------
+# Hostile weights inside a well-formed bundle: refused from the HDF5 headers, before any read
+
+
+def _bundle_with_weights(hostile: Path, train, config, edit) -> Path:
+    """``hostile``: a bundle of ``train`` whose weights file ``edit(h5py.File)`` has changed."""
+    import h5py
+
+    meta = BundleMetadata(architecture=config)
+    path = save_bundle(hostile.with_suffix(".valid.glaviz"), train, meta)
+    weights = hostile.with_suffix(".h5")
+    with zipfile.ZipFile(path) as src:
+        weights.write_bytes(src.read("model.weights.h5"))
+    with h5py.File(weights, "a") as f:
+        edit(f)
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(hostile, "w", zipfile.ZIP_DEFLATED) as dst:
+        dst.writestr("glaviz.json", src.read("glaviz.json"))
+        dst.write(weights, "model.weights.h5")
+    return hostile
+
+
+def _first_kernel(train) -> str:
+    return next(w.path for w in train.weights if w.path.endswith("kernel"))
+
+
+def test_weights_declaring_huge_shapes_are_refused_unread(tmp_path: Path, tiny) -> None:
+    config, train, _ = tiny
+    name = _first_kernel(train)
+
+    def huge(f) -> None:  # 4 TiB declared, nothing written: the file stays small
+        del f[name]
+        f.create_dataset(name, shape=(1 << 40,), dtype="f4", chunks=(1 << 16,))
+
+    hostile = _bundle_with_weights(tmp_path / "huge.glaviz", train, config, huge)
+    assert hostile.stat().st_size < 10 << 20
+    with pytest.raises(WeightsError, match=rf"{name} has shape \(1099511627776,\)"):
+        load_bundle(hostile)
+
+    def extra(f) -> None:
+        f.create_dataset("not/a/variable", shape=(1 << 40,), dtype="f4", chunks=(1 << 16,))
+
+    hostile = _bundle_with_weights(tmp_path / "extra.glaviz", train, config, extra)
+    with pytest.raises(WeightsError, match="unexpected tensor not/a/variable"):
+        load_bundle(hostile)
+
+
+def test_weights_stored_outside_the_bundle_are_refused(tmp_path: Path, tiny) -> None:
+    config, train, _ = tiny
+    name = _first_kernel(train)
+    shape = next(tuple(w.shape) for w in train.weights if w.path == name)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(bytes(4 * int(np.prod(shape))))
+
+    def external(f) -> None:
+        del f[name]
+        f.create_dataset(
+            name, shape=shape, dtype="f4", external=[(str(outside), 0, outside.stat().st_size)]
+        )
+
+    hostile = _bundle_with_weights(tmp_path / "external.glaviz", train, config, external)
+    with pytest.raises(WeightsError, match=f"{name} refers to data outside the bundle"):
+        load_bundle(hostile)
+
+
+def test_failed_load_leaves_no_temporary_files(tmp_path: Path, tiny, monkeypatch) -> None:
+    import tempfile
+
+    config, _, _ = tiny
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    damaged = tmp_path / "damaged.glaviz"
+    with zipfile.ZipFile(damaged, "w") as archive:
+        archive.writestr("glaviz.json", BundleMetadata(architecture=config).model_dump_json())
+        archive.writestr("model.weights.h5", b"not HDF5 " * 100)
+    with pytest.raises(WeightsError, match="damaged"):
+        load_bundle(damaged)
+    assert not list(scratch.iterdir())
+
+
+def test_members_beyond_the_format_are_refused(tmp_path: Path, tiny) -> None:
+    config, train, _ = tiny
+    path = save_bundle(tmp_path / "m.glaviz", train, BundleMetadata(architecture=config))
+    extra = tmp_path / "extra.glaviz"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(extra, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+        dst.writestr("run.py", "import os")
+    with pytest.raises(WeightsError, match=r"member run\.py is not part of a format 1 bundle"):
+        read_metadata(extra)
+    # A zip that lists thousands of members is not even listed to decide whether it is a bundle.
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as archive:
+        for i in range(2000):
+            archive.writestr(f"m{i}", b"")
+    assert not is_bundle(many)
+    assert is_bundle(many.rename(tmp_path / "many.glaviz"))  # named as one: the checks explain
+    with pytest.raises(WeightsError, match="2000 members"):
+        read_metadata(tmp_path / "many.glaviz")

@@ -293,3 +293,40 @@ def test_self_referencing_structure_is_an_error(tmp_path) -> None:
     path.write_bytes(pickle.dumps((loop, {}), protocol=4))
     with pytest.raises(InputError, match=r"not a compile_features\.py output|RecursionError"):
         load_published(path)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_other_protocols_load_within_the_limits(scene, tmp_path, protocol: int) -> None:
+    # Protocol 2 passes every array's bytes through _codecs.encode, protocol 5 through
+    # _frombuffer: both are charged to the file's limits, which a real file stays within.
+    features, attrs = compile_features(**scene["rasters"])
+    path = tmp_path / "p.pickle"
+    path.write_bytes(pickle.dumps((features, attrs), protocol=protocol))
+    data = load_published(path)
+    np.testing.assert_array_equal(data.arrays["optical"], features["optical"])
+    assert data.height == attrs["height"] and data.crs == attrs["meta"]["crs"]
+
+
+def test_repeated_text_is_charged_to_the_file() -> None:
+    # One WKT string parsed again and again through pickle's memo: the 3 bytes of each repeat
+    # cost a full parse, so the work is charged and runs out of what the file can justify.
+    wkt = rasterio.crs.CRS.from_epsg(32632).to_wkt().encode()
+    crs = b"\x8c\x0crasterio.crs\x8c\x03CRS\x93)\x81"  # CRS.__new__(CRS)
+    text = b"X" + struct.pack("<I", len(wkt)) + wkt + b"\x94"  # BINUNICODE, memo 0
+    raw = b"\x80\x04" + crs + text + b"b" + b"h\x00b" * 5000 + b"."
+    with pytest.raises(pickle.UnpicklingError, match="more than the file of"):
+        _load(raw)
+    assert isinstance(_load(b"\x80\x04" + crs + text + b"b."), rasterio.crs.CRS)
+
+
+def test_keys_are_plain_values() -> None:
+    # A published file's dict keys are strings; a tuple key could nest deep enough to crash
+    # Python's hash, so containers as keys or set members are refused.
+    with pytest.raises(pickle.UnpicklingError, match="uses a tuple as a dict key"):
+        _load(b"\x80\x04}K\x00\x85\x85Ns.")
+    with pytest.raises(pickle.UnpicklingError, match="uses a tuple as a dict key"):
+        _load(pickle.dumps(frozenset({(1, 2)}), protocol=4))
+    assert _load(pickle.dumps({"a": 1, 2: frozenset({"b"})}, protocol=4)) == {
+        "a": 1,
+        2: frozenset({"b"}),
+    }

@@ -18,6 +18,14 @@ reconstruction, plain containers, rasterio's CRS, affine's Affine) and refuses e
 an :class:`InputError` the moment it is met, before it can be called. Nothing before it can have
 run code either, since everything before it passed the same allow-list.
 
+Such a file is also untrusted in size: a few hundred bytes can name a gigabyte allocation or share
+one tuple so often that copying it never ends. So everything the unpickler makes is bounded by
+what the file itself holds (:class:`Limits`): reads never run past the end of the file, every
+allocation the allowed constructors and numpy arrays make is charged against a budget of twice the
+file's size, and an object can be referenced a second time (pickle's memo, ``DUP``) only if it is
+an immutable leaf. A ``compile_features.py`` output shares nothing else: it is a tree, and the
+step after unpickling visits each of its objects once.
+
 :func:`convert_published` crops the padding, inverts the published normalisation (so the stack is
 in physical units like every glaviz stack, and deploy normalises it again with whichever model's
 statistics it runs) and writes the stack with the conventions of :mod:`glaviz.features.stack`.
@@ -25,14 +33,17 @@ statistics it runs) and writes the stack with the conventions of :mod:`glaviz.fe
 
 from __future__ import annotations
 
+import codecs
 import logging
 import math
 import mmap
 import os
 import pickle
+import reprlib
 import struct
 import sys
 import time
+import types
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +74,106 @@ log = logging.getLogger("glaviz.features")
 COORDINATE_KEYS = ("lat", "lon")
 #: Groups every published file has (``compile_features.py`` requires optical, elevation, slope).
 REQUIRED_GROUPS = ("optical", "dem")
+#: Features a file may hold: the eight groups and two coordinate grids of ``compile_features.py``,
+#: with room to spare. More is no published file, and each would be another warning line.
+MAX_FEATURES = 64
+
+#: The budget of the work and allocations of unpickling, as a multiple of the file's size. A
+#: published file's array bytes are charged at most twice (as the argument of a call, then as the
+#: array), and everything else it holds about once; twice that leaves a wide margin.
+ALLOCATION_FACTOR = 4
+#: Opcodes a file may run: a ``compile_features.py`` output has a few hundred (its arrays' bytes
+#: are single opcodes). Each opcode can make one small object of up to 200 bytes (an empty set),
+#: so without this a 10 MB file of them would take 2 GB.
+MAX_OPCODES = 100_000
+#: Nesting a file may have: ``(features, attrs)`` → ``attrs`` → ``meta`` → a value is 4 deep.
+MAX_DEPTH = 16
+#: Dimensions of an array: the published ones have 3, numpy allows 64.
+MAX_DIMS = 32
+
+
+class HostileFile(pickle.UnpicklingError):
+    """The file asks for more than its own contents can justify, or shares what a published file
+    never shares; :func:`load_published` names the file."""
+
+
+def _size(nbytes: int) -> str:
+    """``6.0 GB``: sizes in error messages, in the units people read."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
+def _short(obj: Any) -> str:
+    """A repr of bounded length for error messages: a hostile value may be megabytes long."""
+    return reprlib.repr(obj)
+
+
+class Limits:
+    """What one file's size can justify: the work and allocations of unpickling it.
+
+    Every allocation the allowed constructors and numpy arrays make, and every call's text and
+    bytes arguments (which the callee copies or parses), are charged with :meth:`charge`
+    *before* the work is done, against :data:`ALLOCATION_FACTOR` times the file's size. A valid
+    file stays well inside; a file that names a large allocation, or repeats one payload or one
+    piece of text many times through pickle's memo, runs out and is refused with
+    :class:`HostileFile`.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.left = ALLOCATION_FACTOR * size
+
+    def check(self, nbytes: int, what: str) -> None:
+        """Refuse ``what`` if it would need more than is left, without charging it."""
+        if nbytes > self.left:
+            budget = ALLOCATION_FACTOR * self.size
+            spent = f" after {_size(budget - self.left)} for the objects before it"
+            before = "" if nbytes > budget else spent
+            raise HostileFile(
+                f"{what} needs {_size(nbytes)}{before}, more than the file of {self.size} bytes "
+                "can hold"
+            )
+
+    def charge(self, nbytes: int, what: str) -> None:
+        """Refuse ``what`` (see :meth:`check`), or count its ``nbytes`` as spent."""
+        self.check(nbytes, what)
+        self.left -= nbytes
+
+
+def _shape(shape: Any) -> tuple[int, ...]:
+    """A numpy shape from the file, as a tuple of non-negative ints, or :class:`HostileFile`."""
+    dims = (shape,) if isinstance(shape, int) else shape
+    if not isinstance(dims, tuple | list) or len(dims) > MAX_DIMS:
+        raise HostileFile(f"a numpy array shape of {_short(shape)}")
+    if not all(
+        isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0 for d in dims
+    ):
+        raise HostileFile(f"a numpy array shape of {_short(shape)}")
+    return tuple(int(d) for d in dims)
+
+
+def _numeric_dtype(dtype: Any) -> np.dtype:
+    """The dtype of an array from the file; arrays of Python objects are refused.
+
+    numpy unpickles an object array by filling its shape from a list without checking the list's
+    length: a large shape with a short list reads past the list (a crash), and published features
+    are numeric anyway.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.hasobject:
+        raise HostileFile("a numpy array of Python objects (dtype object); features are numeric")
+    return dtype
+
+
+def _array_bytes(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, str]:
+    """The bytes an array of ``shape`` and ``dtype`` takes, and its description.
+
+    Items of size 0 count as one byte each, so that their number is bounded too.
+    """
+    what = f"a numpy array of shape {shape} {dtype}"
+    return math.prod(shape) * max(dtype.itemsize, 1), what
 
 
 def _numpy_attr(modules: tuple[str, ...], name: str) -> Callable[[], Any]:
@@ -113,7 +224,7 @@ class AffineState:
         else:
             values = list(self.args[:6])
         if len(values) != 6 or not all(isinstance(v, int | float) for v in values):
-            raise ValueError(f"not an affine transform: {self.args!r} {self.state!r}")
+            raise ValueError(f"not an affine transform: {_short(self.args)} {_short(self.state)}")
         return Affine(*(float(v) for v in values))
 
 
@@ -147,28 +258,49 @@ def _file_array(raw: FileBytes, dtype: np.dtype, shape: tuple[int, ...], order: 
     return np.memmap(raw.path, dtype=dtype, mode="r", offset=raw.offset, shape=shape, order=order)
 
 
+class NdarrayName:
+    """Stands in for ``numpy.ndarray`` while unpickling.
+
+    numpy's pickles name ``ndarray`` only as the first argument of ``_reconstruct``
+    (:class:`LazyArray`). Called itself, it would allocate an array of whatever shape the file
+    names, so calling (or ``NEWOBJ`` on) this stand-in is refused.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> NdarrayName:
+        raise HostileFile(
+            "it calls numpy.ndarray(...) itself, which numpy's pickles never do (it allocates "
+            "an array of any shape the file names)"
+        )
+
+
 class LazyArray:
     """What ``numpy.core.multiarray._reconstruct`` makes here; :meth:`value` is the array.
 
     numpy pickles an array as ``_reconstruct(ndarray, (0,), b"b")`` followed by a state
     ``(version, shape, dtype, is_fortran, raw bytes)``. When the raw bytes were left in the file
-    (:class:`FileBytes`), the array becomes a memory map of them instead of a copy in RAM.
+    (:class:`FileBytes`), the array becomes a memory map of them instead of a copy in RAM. The
+    shape and dtype are checked and charged to the file's :class:`Limits` before numpy sees them.
     """
 
-    def __init__(self, subtype: Any, shape: Any, dtype: Any) -> None:
-        if subtype is not np.ndarray:
+    def __init__(self, subtype: Any, shape: Any, dtype: Any, *, limits: Limits) -> None:
+        if subtype is not NdarrayName:
             raise pickle.UnpicklingError(f"only plain numpy arrays are read, not {subtype!r}")
+        # numpy's own _reconstruct would allocate this shape (numpy always pickles (0,)).
+        limits.check(*_array_bytes(_shape(shape), np.dtype(dtype)))
+        self._limits = limits
         self._value: Any = None
 
     def __setstate__(self, state: Any) -> None:
         if not (isinstance(state, tuple) and len(state) == 5):
             raise pickle.UnpicklingError("unexpected numpy array state")
-        _, shape, dtype, fortran, raw = state
+        version, shape, dtype, fortran, raw = state
+        shape, dtype = _shape(shape), _numeric_dtype(dtype)
+        self._limits.charge(*_array_bytes(shape, dtype))
         if isinstance(raw, FileBytes):
-            self._value = _file_array(raw, dtype, tuple(shape), "F" if fortran else "C")
+            self._value = _file_array(raw, dtype, shape, "F" if fortran else "C")
         else:
             array = _numpy_attr(_MULTIARRAY, "_reconstruct")()(np.ndarray, (0,), b"b")
-            array.__setstate__(state)
+            array.__setstate__((version, shape, dtype, fortran, raw))
             self._value = array
 
     def value(self) -> Any:
@@ -177,35 +309,229 @@ class LazyArray:
         return self._value
 
 
-def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: str) -> Any:
+def _reconstruct(limits: Limits) -> Callable[..., LazyArray]:
+    """``numpy.core.multiarray._reconstruct``: a :class:`LazyArray` bounded by ``limits``."""
+
+    def reconstruct(subtype: Any, shape: Any, dtype: Any) -> LazyArray:
+        return LazyArray(subtype, shape, dtype, limits=limits)
+
+    return reconstruct
+
+
+def _frombuffer(limits: Limits) -> Callable[..., Any]:
     """``numpy.core.numeric._frombuffer`` (protocol 5 arrays), memory-mapping file payloads."""
-    if isinstance(buffer, FileBytes):
-        return _file_array(buffer, dtype, tuple(shape), order)
-    return _numpy_attr(_NUMERIC, "_frombuffer")()(buffer, dtype, shape, order)
+
+    def frombuffer(buffer: Any, dtype: Any, shape: Any, order: str) -> Any:
+        shape, dtype = _shape(shape), _numeric_dtype(dtype)
+        limits.charge(*_array_bytes(shape, dtype))
+        if isinstance(buffer, FileBytes):
+            return _file_array(buffer, dtype, shape, order)
+        return _numpy_attr(_NUMERIC, "_frombuffer")()(buffer, dtype, shape, order)
+
+    return frombuffer
 
 
-#: Every global a ``compile_features.py`` output may name, and how to resolve it.
-ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
-    **{(m, "_reconstruct"): (lambda: LazyArray) for m in _MULTIARRAY},
-    **{(m, "scalar"): _numpy_attr(_MULTIARRAY, "scalar") for m in _MULTIARRAY},
-    **{(m, "_frombuffer"): (lambda: _frombuffer) for m in _NUMERIC},
-    ("numpy", "ndarray"): lambda: np.ndarray,
-    ("numpy", "dtype"): lambda: np.dtype,
+def _scalar(limits: Limits) -> Callable[..., Any]:
+    """``numpy.core.multiarray.scalar``, charged with its dtype's item size."""
+
+    def scalar(dtype: Any, *args: Any) -> Any:
+        dtype = np.dtype(dtype)
+        limits.charge(dtype.itemsize, f"a numpy {dtype} scalar")
+        return _numpy_attr(_MULTIARRAY, "scalar")()(dtype, *args)
+
+    return scalar
+
+
+def _latin1(limits: Limits) -> Callable[..., bytes]:
+    """``_codecs.encode`` as protocol 2 uses it for bytes: latin-1 text to bytes, nothing else.
+
+    Other codecs expand their input (``hex`` doubles it), and calls can be nested, so a few
+    hundred bytes could otherwise name gigabytes.
+    """
+
+    def encode(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+            raise HostileFile(
+                f"it calls _codecs.encode({type(text).__name__}, {_short(encoding)}), but "
+                "pickles encode bytes only as latin-1 text"
+            )
+        return codecs.encode(text, "latin1", errors)
+
+    return encode
+
+
+def _copying(cls: type) -> Callable[[Limits], Callable[..., Any]]:
+    """A builtin container or ``bytearray`` whose argument is charged before it is copied.
+
+    ``bytearray(6_000_000_000)`` is 20 bytes of pickle; ``bytearray(payload)`` repeated copies
+    one payload as often as the file repeats the call. Items count 8 bytes (a pointer) in
+    containers, 1 in a ``bytearray``. Keys of the dicts and members of the sets it makes must
+    be leaves (:func:`_refuse_key`).
+    """
+    item = 1 if cls is bytearray else 8
+
+    def resolve(limits: Limits) -> Callable[..., Any]:
+        def construct(*args: Any) -> Any:
+            if args:
+                source = args[0]
+                if isinstance(source, int) and not isinstance(source, bool):
+                    count = source
+                else:
+                    try:
+                        count = len(source)
+                    except TypeError:
+                        raise HostileFile(
+                            f"it calls {cls.__name__}() on a {type(source).__name__}"
+                        ) from None
+                limits.charge(count * item, f"{cls.__name__}({_short(source)})")
+                if cls in (set, frozenset):
+                    for member in source:
+                        _refuse_key(member)
+                elif cls in (dict, OrderedDict) and not isinstance(source, dict):
+                    for pair in source:
+                        _refuse_key(pair[0] if isinstance(pair, tuple | list) and pair else pair)
+            return cls(*args)
+
+        return construct
+
+    return resolve
+
+
+#: Every global a ``compile_features.py`` output may name, and how to resolve it for one file's
+#: :class:`Limits`.
+ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[Limits], Any]] = {
+    **{(m, "_reconstruct"): _reconstruct for m in _MULTIARRAY},
+    **{(m, "scalar"): _scalar for m in _MULTIARRAY},
+    **{(m, "_frombuffer"): _frombuffer for m in _NUMERIC},
+    ("numpy", "ndarray"): lambda limits: NdarrayName,
+    ("numpy", "dtype"): lambda limits: np.dtype,
     # Protocol 2 writes bytes as _codecs.encode(text, "latin1"): a pure conversion.
-    ("_codecs", "encode"): lambda: __import__("codecs").encode,
+    ("_codecs", "encode"): _latin1,
     **{
-        (b, n): (lambda n=n: getattr(__import__("builtins"), n))
+        (b, cls.__name__): _copying(cls)
         for b in ("builtins", "__builtin__")
-        for n in ("set", "frozenset", "bytearray", "list", "dict", "tuple")
+        for cls in (set, frozenset, bytearray, list, dict, tuple)
     },
-    ("collections", "OrderedDict"): lambda: OrderedDict,
-    ("rasterio.crs", "CRS"): _rasterio_crs,
-    ("affine", "Affine"): lambda: AffineState,
+    ("collections", "OrderedDict"): _copying(OrderedDict),
+    ("rasterio.crs", "CRS"): lambda limits: _rasterio_crs(),
+    ("affine", "Affine"): lambda limits: AffineState,
 }
 
 
 #: Payloads from this size on stay in the file (memory-mapped) instead of being read.
 LAZY_BYTES = 1 << 20
+
+#: What a memo reference (or ``DUP``) may repeat: immutable leaves, and the globals the file
+#: names. Containers and built objects are never shared in a published file; repeating them is
+#: how a few hundred bytes describe 2**60 objects (``t = (t, t)``) or a cycle.
+_SHAREABLE = (
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    FileBytes,
+    np.dtype,
+    np.generic,
+    type,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+)
+
+
+def _refuse_shared(obj: Any) -> None:
+    """Refuse a second reference to ``obj`` unless it is a leaf (see :data:`_SHAREABLE`)."""
+    if isinstance(obj, _SHAREABLE) or (isinstance(obj, tuple | frozenset) and not obj):
+        return
+    raise HostileFile(
+        f"it holds a shared reference to a {type(obj).__name__} object, which a "
+        "compile_features.py output never has"
+    )
+
+
+#: What a dict key or set member may be. Hashing a tuple recurses in C without a depth limit, so
+#: a tuple nested a million deep (one byte of pickle per level) as a key would crash Python; a
+#: published file's keys are all strings.
+_KEYS = (type(None), bool, int, float, str, bytes, np.generic)
+
+
+def _refuse_key(key: Any) -> None:
+    """Refuse a dict key or set member that is not a leaf (see :data:`_KEYS`)."""
+    if not isinstance(key, _KEYS):
+        raise HostileFile(
+            f"it uses a {type(key).__name__} as a dict key or set member, which a "
+            "compile_features.py output never does"
+        )
+
+
+def _cost(obj: Any) -> int:
+    """What passing ``obj`` to a call costs: its length for text and bytes (the callee parses or
+    copies them), 1 for anything else."""
+    return len(obj) if isinstance(obj, str | bytes | bytearray) else 1
+
+
+def _arguments_cost(args: Any) -> int:
+    """:func:`_cost` of a call's arguments (or an object's state), one level deep."""
+    if isinstance(args, tuple | list):
+        return 1 + sum(_cost(a) for a in args)
+    if isinstance(args, dict):
+        return 1 + sum(_cost(v) for v in args.values())
+    return _cost(args)
+
+
+def _counted(load: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An opcode that counts towards :data:`MAX_OPCODES`."""
+
+    def counted(self: Any) -> None:
+        self.opcodes += 1
+        if self.opcodes > MAX_OPCODES:
+            raise HostileFile(
+                f"it runs more than {MAX_OPCODES} pickle opcodes; a compile_features.py output "
+                "runs a few hundred"
+            )
+        load(self)
+
+    return counted
+
+
+def _unshared(load: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An opcode that pushes an object already on the stack or in the memo, checked."""
+
+    def checked(self: Any) -> None:
+        load(self)
+        _refuse_shared(self.stack[-1])
+
+    return checked
+
+
+class _BoundedFile:
+    """The file as the base unpickler reads it: a read longer than the rest of the file is
+    refused before any buffer is allocated (Python's readers allocate the length they are
+    asked for, and a pickle's length fields are up to 8 bytes)."""
+
+    def __init__(self, file: Any, size: int) -> None:
+        self._file = file
+        self._size = size
+
+    def left(self) -> int:
+        return self._size - self._file.tell()
+
+    def check(self, length: int) -> None:
+        left = self.left()
+        if length > left:
+            raise HostileFile(
+                f"at offset {self._file.tell()} it claims {_size(length)} of data, but only "
+                f"{left} bytes of the file remain (the file is truncated or not a pickle)"
+            )
+
+    def read(self, length: int) -> bytes:
+        self.check(length)
+        return self._file.read(length)
+
+    def readline(self) -> bytes:
+        return self._file.readline()
 
 
 class PublishedUnpickler(pickle._Unpickler):
@@ -214,34 +540,54 @@ class PublishedUnpickler(pickle._Unpickler):
     ``find_class`` is called when the pickle names a global, before the global can be called, so
     a refused global never runs. Persistent ids are refused by the base class already.
 
-    It is Python's own pure-Python unpickler with one change: a large bytes payload outside a
-    protocol-4 frame (numpy writes every big array's data that way) is not read but recorded as
-    :class:`FileBytes`, which :class:`LazyArray` memory-maps. A 14 GB published file then costs
-    the memory of the strips being converted, not its size. The opcode loop runs in Python, but
-    such a file holds only a few hundred opcodes.
+    It is Python's own pure-Python unpickler with these changes:
+
+    * a large bytes payload outside a protocol-4 frame (numpy writes every big array's data that
+      way) is not read but recorded as :class:`FileBytes`, which :class:`LazyArray` memory-maps.
+      A 14 GB published file then costs the memory of the strips being converted, not its size.
+      The opcode loop runs in Python, but such a file holds only a few hundred opcodes;
+    * no read, frame or ``bytearray`` may claim more bytes than the rest of the file holds;
+      every allocation, and the text and bytes every call or state receives, is charged to the
+      file's :class:`Limits`; at most :data:`MAX_OPCODES` opcodes run;
+    * memo references and ``DUP`` may only repeat immutable leaves (:func:`_refuse_shared`), and
+      dict keys and set members must be leaves too (:func:`_refuse_key`).
+
+    ``file`` must be seekable: its size bounds everything read from it.
     """
 
     dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
     def __init__(self, file: Any, *, path: Path) -> None:
-        super().__init__(file)
+        try:  # only a real file can be memory-mapped; anything else is read as usual
+            os.fstat(file.fileno())
+            self._mappable = True
+        except (AttributeError, OSError, ValueError):
+            self._mappable = False
+        here = file.tell()
+        size = file.seek(0, os.SEEK_END) - here
+        file.seek(here)
+        self._bounded = _BoundedFile(file, here + size)
+        super().__init__(self._bounded)
         self.path = path
         self._raw = file
-        try:  # only a real file can be memory-mapped; anything else is read as usual
-            self._size: int | None = os.fstat(file.fileno()).st_size
-        except (AttributeError, OSError, ValueError):
-            self._size = None
+        self.limits = Limits(size)
+        self.opcodes = 0
+
+    def _left(self) -> int:
+        """Bytes left to read: the rest of the current frame and the rest of the file."""
+        frame = self._unframer.current_frame
+        in_frame = len(frame.getbuffer()) - frame.tell() if frame is not None else 0
+        return in_frame + self._bounded.left()
 
     def _payload(self, length: int) -> bytes | FileBytes:
         frame = self._unframer.current_frame
         if frame is not None and frame.tell() < len(frame.getbuffer()):
             return self.read(length)  # inside a frame: already in memory
         self._unframer.current_frame = None
-        if self._size is None or length < LAZY_BYTES:
+        if not self._mappable or length < LAZY_BYTES:
             return self.read(length)
         offset = self._raw.tell()
-        if offset + length > self._size:
-            raise EOFError(f"{length} bytes at offset {offset} run past the end of the file")
+        self._bounded.check(length)
         self._raw.seek(length, os.SEEK_CUR)
         return FileBytes(self.path, offset, length)
 
@@ -255,26 +601,97 @@ class PublishedUnpickler(pickle._Unpickler):
             raise pickle.UnpicklingError("BINBYTES8 exceeds the maximum size")
         self.append(self._payload(length))
 
+    def _load_bytearray8(self) -> None:
+        # The base class allocates the bytearray first, then reads into it.
+        (length,) = struct.unpack("<Q", self.read(8))
+        left = self._left()
+        if length > left:
+            raise HostileFile(
+                f"a bytearray claims {_size(length)}, but only {left} bytes of the file remain "
+                "(the file is truncated or not a pickle)"
+            )
+        buffer = bytearray(length)
+        self.readinto(buffer)
+        self.append(buffer)
+
     def _load_build(self) -> None:
         # BUILD sets an object's state (or, failing __setstate__, its attributes): allow it only
-        # on the instances such a file builds, never on a class or function it could rewire.
+        # on the instances such a file builds, never on a class or function it could rewire, nor
+        # on a bare array (numpy trusts an array state's shape; LazyArray checks it first).
         from rasterio.crs import CRS
 
         target = self.stack[-2] if len(self.stack) > 1 else None
-        if not isinstance(
-            target, np.dtype | np.ndarray | np.generic | CRS | AffineState | LazyArray
-        ):
+        if not isinstance(target, np.dtype | CRS | AffineState | LazyArray):
             raise pickle.UnpicklingError(
                 f"refusing to set the state of a {type(target).__name__} object"
             )
+        if not isinstance(target, LazyArray):  # an array charges its own bytes
+            self.limits.charge(_arguments_cost(self.stack[-1]), "an object's state")
         pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+
+    def _load_reduce(self) -> None:
+        self.limits.charge(_arguments_cost(self.stack[-1]), "a call's arguments")
+        pickle._Unpickler.load_reduce(self)  # type: ignore[attr-defined]
+
+    def _load_newobj(self) -> None:
+        self.limits.charge(_arguments_cost(self.stack[-1]), "a call's arguments")
+        pickle._Unpickler.load_newobj(self)  # type: ignore[attr-defined]
+
+    def _load_newobj_ex(self) -> None:
+        cost = _arguments_cost(self.stack[-2]) + _arguments_cost(self.stack[-1])
+        self.limits.charge(cost, "a call's arguments")
+        pickle._Unpickler.load_newobj_ex(self)  # type: ignore[attr-defined]
+
+    def _load_inst(self) -> None:
+        self.limits.charge(_arguments_cost(self.stack), "a call's arguments")
+        pickle._Unpickler.load_inst(self)  # type: ignore[attr-defined]
+
+    def _load_obj(self) -> None:
+        self.limits.charge(_arguments_cost(self.stack), "a call's arguments")
+        pickle._Unpickler.load_obj(self)  # type: ignore[attr-defined]
+
+    def _load_setitem(self) -> None:
+        _refuse_key(self.stack[-2])
+        pickle._Unpickler.load_setitem(self)  # type: ignore[attr-defined]
+
+    def _load_setitems(self) -> None:
+        for key in self.stack[0::2]:  # the items since the mark: key, value, key, value, …
+            _refuse_key(key)
+        pickle._Unpickler.load_setitems(self)  # type: ignore[attr-defined]
+
+    def _check_set_members(self) -> None:
+        for member in self.stack:  # the items since the mark
+            _refuse_key(member)
+
+    def _load_additems(self) -> None:
+        self._check_set_members()
+        pickle._Unpickler.load_additems(self)  # type: ignore[attr-defined]
+
+    def _load_frozenset(self) -> None:
+        self._check_set_members()
+        pickle._Unpickler.load_frozenset(self)  # type: ignore[attr-defined]
 
     dispatch[pickle.BINBYTES[0]] = _load_binbytes
     dispatch[pickle.BINBYTES8[0]] = _load_binbytes8
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
     dispatch[pickle.BUILD[0]] = _load_build
+    dispatch[pickle.REDUCE[0]] = _load_reduce
+    dispatch[pickle.NEWOBJ[0]] = _load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = _load_newobj_ex
+    dispatch[pickle.INST[0]] = _load_inst
+    dispatch[pickle.OBJ[0]] = _load_obj
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+    dispatch[pickle.ADDITEMS[0]] = _load_additems
+    dispatch[pickle.FROZENSET[0]] = _load_frozenset
+    dispatch[pickle.GET[0]] = _unshared(pickle._Unpickler.load_get)  # type: ignore[attr-defined]
+    dispatch[pickle.BINGET[0]] = _unshared(pickle._Unpickler.load_binget)  # type: ignore[attr-defined]
+    dispatch[pickle.LONG_BINGET[0]] = _unshared(pickle._Unpickler.load_long_binget)  # type: ignore[attr-defined]
+    dispatch[pickle.DUP[0]] = _unshared(pickle._Unpickler.load_dup)  # type: ignore[attr-defined]
+    dispatch = {code: _counted(load) for code, load in dispatch.items()}
 
     def load(self) -> Any:
-        return _resolve_lazy(super().load())
+        return _resolve_lazy(super().load(), self.limits)
 
     def find_class(self, module: str, name: str) -> Any:
         resolver = ALLOWED_GLOBALS.get((module, name))
@@ -285,25 +702,37 @@ class PublishedUnpickler(pickle._Unpickler):
                 "loads only numpy arrays, plain containers, rasterio CRS and affine transforms "
                 "from these files). Do not open this file with pickle anywhere else either"
             )
-        return resolver()
+        return resolver(self.limits)
 
 
-def _resolve_lazy(obj: Any) -> Any:
-    """Replace the :class:`LazyArray` and :class:`FileBytes` stand-ins by arrays and bytes."""
+def _resolve_lazy(obj: Any, limits: Limits, depth: int = 0, seen: set[int] | None = None) -> Any:
+    """Replace the :class:`LazyArray` and :class:`FileBytes` stand-ins by arrays and bytes.
+
+    Each container is visited once: the unpickler lets only leaves be shared, and a container
+    met twice here is refused rather than walked again (walking shared objects as a tree is
+    exponential in the nesting).
+    """
+    seen = set() if seen is None else seen
     if isinstance(obj, LazyArray):
         return obj.value()
     if isinstance(obj, FileBytes):
+        limits.charge(obj.length, f"a payload of {_size(obj.length)}")
         return obj.read()
+    if not isinstance(obj, dict | list | tuple) or not obj:
+        return obj
+    if depth >= MAX_DEPTH:
+        raise HostileFile(f"its objects nest deeper than {MAX_DEPTH} levels")
+    if id(obj) in seen:
+        _refuse_shared(obj)
+    seen.add(id(obj))
     if isinstance(obj, dict):
         for key, value in obj.items():
-            obj[key] = _resolve_lazy(value)
+            obj[key] = _resolve_lazy(value, limits, depth + 1, seen)
         return obj
     if isinstance(obj, list):
-        obj[:] = [_resolve_lazy(v) for v in obj]
+        obj[:] = [_resolve_lazy(v, limits, depth + 1, seen) for v in obj]
         return obj
-    if isinstance(obj, tuple):
-        return tuple(_resolve_lazy(v) for v in obj)
-    return obj
+    return tuple(_resolve_lazy(v, limits, depth + 1, seen) for v in obj)
 
 
 @dataclass(frozen=True)
@@ -367,9 +796,11 @@ def load_published(path: str | os.PathLike[str]) -> PublishedFeatures:
             loaded = PublishedUnpickler(file, path=path).load()
         except InputError:
             raise
+        except HostileFile as exc:
+            raise InputError(f"{path} is not a compile_features.py output: {exc}") from None
         except MemoryError:
             raise InputError(
-                f"not enough memory to read {path} ({size / 1e9:.1f} GB); it holds more small "
+                f"not enough memory to read {path} ({_size(size)}); it holds more small "
                 "arrays than expected of a compile_features.py output"
             ) from None
         except (
@@ -405,9 +836,11 @@ def _checked(path: Path, loaded: Any) -> PublishedFeatures:
     missing = [k for k in ("height", "width", "pad_height", "pad_width", "meta") if k not in attrs]
     if missing:
         raise bad(f"attrs lack {', '.join(missing)}")
+    if len(features) > MAX_FEATURES:
+        raise bad(f"it has {len(features)} features")
     try:
         h, w, ph, pw = (int(attrs[k]) for k in ("height", "width", "pad_height", "pad_width"))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise bad("height, width, pad_height and pad_width must be integers") from None
     meta = attrs["meta"]
     if not isinstance(meta, dict):
@@ -416,9 +849,9 @@ def _checked(path: Path, loaded: Any) -> PublishedFeatures:
 
     crs, transform = meta.get("crs"), meta.get("transform")
     if not isinstance(crs, CRS):
-        raise bad(f"meta['crs'] is {crs!r}, not a rasterio CRS (the scene needs one)")
+        raise bad(f"meta['crs'] is {_short(crs)}, not a rasterio CRS (the scene needs one)")
     if not isinstance(transform, AffineState):
-        raise bad(f"meta['transform'] is {transform!r}, not an affine transform")
+        raise bad(f"meta['transform'] is {_short(transform)}, not an affine transform")
     try:
         transform = transform.to_affine()
     except ValueError as exc:
@@ -427,14 +860,14 @@ def _checked(path: Path, loaded: Any) -> PublishedFeatures:
         raise bad("the transform is rotated; glaviz stacks are north-up")
     missing = [g for g in REQUIRED_GROUPS if g not in features]
     if missing:
-        raise bad(f"features lack {', '.join(missing)} (it has {', '.join(map(str, features))})")
+        raise bad(f"features lack {', '.join(missing)} (it has {_short(list(features))})")
 
     arrays: dict[str, np.ndarray] = {}
     coordinates: dict[str, np.ndarray] = {}
     padded: tuple[int, ...] | None = None
     for key, value in features.items():
         if key not in GROUP_BANDS and key not in COORDINATE_KEYS:
-            log.warning("%s: skipping feature %r, which is no GlaViTU input", path, key)
+            log.warning("%s: skipping feature %s, which is no GlaViTU input", path, _short(key))
             continue
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
             raise bad(f"feature {key!r} is not a numeric numpy array")
@@ -451,8 +884,14 @@ def _checked(path: Path, loaded: Any) -> PublishedFeatures:
     if h < 1 or w < 1 or ph < 0 or pw < 0 or ph + h > padded[0] or pw + w > padded[1]:
         raise bad(f"a {h} × {w} scene padded by ({ph}, {pw}) does not fit arrays of {padded}")
     for key, label in (("height", h), ("width", w)):
-        if key in meta and int(meta[key]) != label:
-            raise bad(f"meta[{key!r}] = {meta[key]} but attrs[{key!r}] = {label}")
+        if key not in meta:
+            continue
+        try:
+            stored = int(meta[key])
+        except (TypeError, ValueError, OverflowError):
+            raise bad(f"meta[{key!r}] is {_short(meta[key])}, not an integer") from None
+        if stored != label:
+            raise bad(f"meta[{key!r}] = {stored} but attrs[{key!r}] = {label}")
     ordered = {g: arrays[g] for g in GROUP_BANDS if g in arrays}
     return PublishedFeatures(
         path=path,

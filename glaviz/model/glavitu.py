@@ -41,6 +41,21 @@ TOKEN_SIZE = 16
 
 LocationEncoding = Literal["none", "region", "coordinate"]
 
+# Bounds of every size a config can set. A bundle's metadata names its architecture and the model
+# is built before its weights are read, so an untrusted bundle could otherwise ask for any amount
+# of memory. Each bound is a small multiple of the published model (PRESETS["paper"]); at all of
+# them together the training model has 85 M parameters (340 MB in float32), 8.5 times the
+# published 10.0 M, which the bundle limits of glaviz.model.bundle still admit.
+#: Groups of input bands: the published models use at most 6 (optical, dem, SAR, thermal).
+MAX_FEATURE_GROUPS = 16
+#: Bands in one group: the published groups have at most 6 (optical).
+MAX_GROUP_BANDS = 64
+#: Characters in a group name (it becomes a Keras input name).
+MAX_GROUP_NAME = 64
+#: Channels of the U-Net's deepest level, ``unet_filters * 2**unet_steps``: twice the published 512.
+#: Its convolutions' parameters grow with the square, so this is most of the 85 M.
+MAX_UNET_WIDTH = 1024
+
 
 class GlaViTUConfig(BaseModel):
     """Everything that determines GlaViTU's architecture (and so its weight shapes).
@@ -53,18 +68,25 @@ class GlaViTUConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     feature_groups: dict[str, int] = Field(default_factory=lambda: {"optical": 6, "dem": 2})
-    patch_size: int = 384
-    n_classes: int = 2
-    location_size: int = 0
+    #: At most 1024 (2.7 × 384): (1024 / 16)**2 = 4096 tokens, so one window's attention
+    #: matrices at the most heads (16) take 4096**2 × 16 × 4 bytes = 1 GiB.
+    patch_size: int = Field(384, le=1024)
+    #: At most 64 (32 × 2 classes): one probability per class and pixel of every window.
+    n_classes: int = Field(2, le=64)
+    #: At most 64 (5 × the 12 region slots of the published region encoding).
+    location_size: int = Field(0, le=64)
     location_encoding: LocationEncoding = "none"
-    width: int = 64
-    embedding: int = 64
-    blocks: int = 12
-    heads: int = 4
-    mlp: int = 256
-    decoder_filters: int = 64
-    unet_steps: int = 3
-    unet_filters: int = 64
+    # Widths: at most 4 × the published 64 (256 for the MLP), heads 4 × 4; parameters grow with
+    # the square of a width. Blocks: at most 2 × 12, each adds 4·embedding² + 2·embedding·mlp.
+    width: int = Field(64, ge=1, le=256)
+    embedding: int = Field(64, ge=1, le=256)
+    blocks: int = Field(12, ge=0, le=24)
+    heads: int = Field(4, ge=1, le=16)
+    mlp: int = Field(256, ge=1, le=1024)
+    decoder_filters: int = Field(64, ge=1, le=256)
+    #: At most 5 (published 3), and with unet_filters within MAX_UNET_WIDTH at the deepest level.
+    unet_steps: int = Field(3, ge=0, le=5)
+    unet_filters: int = Field(64, ge=1, le=256)
     dropout: float = 0.1
     mc_dropout: bool = False
     train_dropout: bool = False
@@ -74,9 +96,19 @@ class GlaViTUConfig(BaseModel):
     def _groups(cls, groups: dict[str, int]) -> dict[str, int]:
         if not groups:
             raise ValueError("at least one feature group is needed, e.g. optical and dem")
+        if len(groups) > MAX_FEATURE_GROUPS:
+            raise ValueError(f"{len(groups)} feature groups; at most {MAX_FEATURE_GROUPS}")
         for name, bands in groups.items():
+            if not 0 < len(name) <= MAX_GROUP_NAME:
+                raise ValueError(
+                    f"group names have 1 to {MAX_GROUP_NAME} characters: {name[:80]!r}"
+                )
             if bands < 1:
                 raise ValueError(f"group {name!r} must have at least one band, got {bands}")
+            if bands > MAX_GROUP_BANDS:
+                raise ValueError(
+                    f"group {name!r} has {bands} bands; at most {MAX_GROUP_BANDS} per group"
+                )
         return groups
 
     @model_validator(mode="after")
@@ -89,6 +121,12 @@ class GlaViTUConfig(BaseModel):
         if self.patch_size % down:
             raise ValueError(
                 f"patch size {self.patch_size} must be divisible by 2**unet_steps = {down}"
+            )
+        deepest = self.unet_filters * 2**self.unet_steps
+        if deepest > MAX_UNET_WIDTH:
+            raise ValueError(
+                f"unet_filters × 2**unet_steps = {deepest} channels at the U-Net's deepest level; "
+                f"at most {MAX_UNET_WIDTH}"
             )
         if self.embedding % self.heads:
             raise ValueError(f"embedding {self.embedding} must be divisible by heads {self.heads}")
