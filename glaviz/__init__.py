@@ -32,7 +32,7 @@ _LAZY = {
     "inventory": "glaviz.api",
     "open_result": "glaviz.result",
     "load_config": "glaviz.config.loading",
-    "check_outputs": "glaviz.runs.records",
+    "prepare_outputs": "glaviz.runs.records",
     "Skipped": "glaviz.runs.records",
     "CalibrateConfig": "glaviz.config",
     "DeployConfig": "glaviz.config",

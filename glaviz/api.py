@@ -3,8 +3,8 @@
 These are what ``glaviz.deploy(...)``, ``glaviz.predict(...)`` … are in a notebook, and what the
 CLI commands call: one configuration model per command, so a config file, a run record and a
 notebook cell describe a run the same way. Each function first applies the configuration's
-``skip_existing``/``overwrite`` (returning :class:`~glaviz.runs.Skipped` when a matching run is
-already there), and commands whose output is a single file get a run record beside it
+``skip_existing``/``overwrite`` (returning :class:`~glaviz.runs.records.Skipped` when a matching run
+is already there), and commands whose output is a single file get a run record beside it
 (``OUT.run.json``) for the next ``--skip-existing``. Heavy imports happen inside each function.
 Every result has ``summary()`` (the line the command prints) and ``to_json()`` (its ``--json``
 object): see :class:`CommandResult`.
@@ -12,10 +12,17 @@ object): see :class:`CommandResult`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from glaviz.runs.records import Skipped, check_outputs, run_record, weights_file, write_record
+from glaviz.runs.records import (
+    Skipped,
+    prepare_outputs,
+    run_record,
+    weights_file,
+    write_record,
+)
 
 if TYPE_CHECKING:
     from glaviz.calibration.fit import CalibrationFit
@@ -68,16 +75,40 @@ def _recorded(config: CommandConfig, command: str, run: Callable[[], R]) -> R:
     result = run()
     path = config.record_path()
     if path is not None and record is not None:
-        write_record(path, record)
+        # The sizes of the outputs, so that a later --skip-existing notices a cut or lost one.
+        outputs = {os.path.relpath(p, path.parent): p for p in config.output_files() if p.is_file()}
+        write_record(path, record, outputs=outputs)
     return result
+
+
+def preflight(config: CommandConfig) -> None:
+    """Every check of a run of ``config`` that needs no TensorFlow (deploy, predict,
+    optimise-bias), so that the CLI reports a missing file or an unknown weights name before it
+    pays TensorFlow's start-up; the engines make the same checks themselves first. Other
+    commands have nothing to check here.
+    """
+    from glaviz.config import DeployConfig, OptimiseBiasConfig, PredictConfig
+
+    if isinstance(config, DeployConfig):
+        from glaviz.engine.deploy import preflight as check_deploy
+
+        check_deploy(config)
+    elif isinstance(config, PredictConfig):
+        from glaviz.engine.predict import preflight as check_predict
+
+        check_predict(config)
+    elif isinstance(config, OptimiseBiasConfig):
+        from glaviz.engine.region_vector import preflight as check_optimise_bias
+
+        check_optimise_bias(config)
 
 
 def deploy(
     config: DeployConfig, *, progress: bool = False, check: bool = True
 ) -> DeployResult | Skipped:
     """Map glaciers on a whole scene (``glaviz deploy``); the engine writes its own run.json."""
-    if check and (skipped := check_outputs(config)) is not None:
-        return skipped
+    if check and isinstance(config := prepare_outputs(config), Skipped):
+        return config  # --skip-existing found this run done
     from glaviz.engine.deploy import deploy as run
 
     return run(config, progress=progress)
@@ -87,8 +118,8 @@ def predict(
     config: PredictConfig, *, progress: bool = False, check: bool = True
 ) -> PredictResult | Skipped:
     """Predict every tile of a benchmark split (``glaviz predict``)."""
-    if check and (skipped := check_outputs(config)) is not None:
-        return skipped
+    if check and isinstance(config := prepare_outputs(config), Skipped):
+        return config  # --skip-existing found this run done
     from glaviz.engine.predict import predict as run
 
     return _recorded(config, "predict", lambda: run(config, progress=progress))
@@ -98,8 +129,8 @@ def evaluate(
     config: EvaluateConfig, *, progress: bool = False, check: bool = True
 ) -> Evaluation | Skipped:
     """Score a predictions file or a deployed map (``glaviz evaluate``); writes ``json_output``."""
-    if check and (skipped := check_outputs(config)) is not None:
-        return skipped
+    if check and isinstance(config := prepare_outputs(config), Skipped):
+        return config  # --skip-existing found this run done
     from dataclasses import replace
 
     from glaviz.evaluation import evaluate_predictions, evaluate_rasters
@@ -127,8 +158,8 @@ def calibrate(
     config: CalibrateConfig, *, progress: bool = False, check: bool = True
 ) -> CalibrationFit | Skipped:
     """Fit a confidence calibration on validation predictions (``glaviz calibrate``)."""
-    if check and (skipped := check_outputs(config)) is not None:
-        return skipped
+    if check and isinstance(config := prepare_outputs(config), Skipped):
+        return config  # --skip-existing found this run done
     from glaviz.calibration.fit import calibrate as run
 
     return _recorded(config, "calibrate", lambda: run(config, progress=progress))
@@ -138,8 +169,8 @@ def optimise_bias(
     config: OptimiseBiasConfig, *, progress: bool = False, check: bool = True
 ) -> BiasResult | Skipped:
     """Learn the region vector of a region-encoding model for a scene (``glaviz optimise-bias``)."""
-    if check and (skipped := check_outputs(config)) is not None:
-        return skipped
+    if check and isinstance(config := prepare_outputs(config), Skipped):
+        return config  # --skip-existing found this run done
     from glaviz.engine.region_vector import optimise_bias as run
 
     return _recorded(config, "optimise-bias", lambda: run(config, progress=progress))
@@ -150,8 +181,8 @@ def compile_features(
 ) -> StackResult | Skipped:
     """Compile input rasters, or convert a published feature file, into one feature stack
     (``glaviz features``)."""
-    if check and (skipped := check_outputs(config)) is not None:
-        return skipped
+    if check and isinstance(config := prepare_outputs(config), Skipped):
+        return config  # --skip-existing found this run done
     from glaviz.features import run_features
 
     return _recorded(config, "features", lambda: run_features(config, progress=progress))
@@ -162,8 +193,8 @@ def inventory(
 ) -> InventoryResult | Skipped:
     """Split glacier complexes into glaciers with RGI-style attributes (``glaviz inventory``);
     the engine writes its own run record beside the GeoPackage."""
-    if check and (skipped := check_outputs(config)) is not None:
-        return skipped
+    if check and isinstance(config := prepare_outputs(config), Skipped):
+        return config  # --skip-existing found this run done
     from glaviz.inventory import build_inventory
 
     return build_inventory(config, progress=progress)

@@ -51,6 +51,19 @@ class DownloadError(GlavizError, OSError):
     """A download that failed after all retries, or that no source is known for."""
 
 
+class OutputWriteError(GlavizError, OSError):
+    """An output that cannot be written: a full disk, a read-only folder, a failed write.
+
+    Exit code 1 like any runtime failure; its own class so that scripts and batch summaries can
+    tell "free some space or choose another folder" from bad input data.
+    """
+
+
+class OutOfMemoryError(GlavizError, MemoryError):
+    """The model or a buffer did not fit in memory (a TensorFlow ``ResourceExhaustedError``, a
+    ``MemoryError``); the message names the setting that lowers the need (exit code 1)."""
+
+
 #: What each exit status means, keyed by the classes' own codes so the words cannot drift from
 #: them. Help texts and docs are generated from this table (:func:`exit_codes_help`).
 EXIT_MEANINGS: dict[int, str] = {

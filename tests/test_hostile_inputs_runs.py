@@ -183,3 +183,50 @@ def test_a_cached_weights_file_swapped_for_one_of_the_same_size_is_hashed_again(
     later = info.stat().st_mtime_ns + 1_000_000_000
     os.utime(weights, ns=(later, later))
     assert weights_sha256(weights) == hashlib.sha256(b"b" * 64).hexdigest()
+
+
+def test_skip_existing_recomputes_a_run_whose_outputs_were_removed_or_cut(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import json
+
+    from glaviz.cli.app import main
+    from tests.helpers import tiny_bundle, write_stack
+
+    monkeypatch.chdir(tmp_path)
+    write_stack(tmp_path / "stack.tif")
+    tiny_bundle(tmp_path / "tiny.glaviz")
+    args = ["deploy", "stack.tif", "--weights", "tiny.glaviz", "-o", "out", "--no-quicklook"]
+    assert main(args) == 0
+    recorded = json.loads((tmp_path / "out" / "run.json").read_text())["outputs"]
+    assert set(recorded) == {"outlines.tif", "confidence.tif", "outlines.gpkg"}
+    for name, meta in recorded.items():
+        assert (tmp_path / "out" / name).stat().st_size == meta["size"]
+    capsys.readouterr()
+    (tmp_path / "out" / "confidence.tif").unlink()
+    outlines = tmp_path / "out" / "outlines.tif"
+    outlines.write_bytes(outlines.read_bytes()[:100])
+    assert main([*args, "--skip-existing"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped" not in captured.out + captured.err
+    assert "incomplete" in captured.err and "computing it again" in captured.err
+    for name, meta in recorded.items():
+        assert (tmp_path / "out" / name).stat().st_size == meta["size"]
+    assert main([*args, "--skip-existing"]) == 0
+    assert "skipped: " in capsys.readouterr().out
+
+
+def test_skip_existing_recomputes_a_cut_single_file_output(tmp_path: Path, capsys) -> None:
+    from glaviz.cli.app import main
+
+    files = make_scene(tmp_path / "scene", size=(64, 64), seed=2)
+    stack = tmp_path / "stack.tif"
+    args = ["features", "-o", str(stack), "--optical", str(files.optical)]
+    args += ["--elevation", str(files.elevation), "--skip-existing"]
+    assert main(args) == 0
+    size = stack.stat().st_size
+    stack.write_bytes(stack.read_bytes()[:500])
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "skipped" not in capsys.readouterr().out
+    assert stack.stat().st_size == size

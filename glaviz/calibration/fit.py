@@ -166,11 +166,15 @@ def predictions_ece(
 
 def _require_pixels(reliability: Reliability) -> None:
     if reliability.total == 0:
-        raise InputError(
-            "the reliability diagram is empty: no pixel has a 0/1 truth and finite "
-            "probabilities, so there is nothing to calibrate on; check that the predictions "
-            "file holds a validation split with outlines"
-        )
+        raise _no_pixels()
+
+
+def _no_pixels() -> InputError:
+    return InputError(
+        "the reliability diagram is empty: no pixel has a 0/1 truth and finite "
+        "probabilities, so there is nothing to calibrate on; check that the predictions "
+        "file holds a validation split with outlines"
+    )
 
 
 def fit_points(reliability: Reliability) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -266,6 +270,7 @@ def calibrate(config: CalibrateConfig, *, progress: bool = False) -> Calibration
         _require_matplotlib()
 
     bins = config.bins
+    tiles = _check_bins(predictions, bins)
     sizes = sorted({bins, ECE_BINS})
     raw = collect_reliability(predictions, bins=sizes, progress=progress)
     before = raw[bins]
@@ -280,7 +285,7 @@ def calibrate(config: CalibrateConfig, *, progress: bool = False) -> Calibration
         ece_before=raw[ECE_BINS].ece(),
         ece_after=calibrated[ECE_BINS].ece(),
         pixels=before.total,
-        tiles=_count_tiles(predictions),
+        tiles=tiles,
         output=output,
         plot=plot,
     )
@@ -314,14 +319,32 @@ def _calibration_file(fit: CalibrationFit, *, predictions: Path) -> dict[str, An
     return data
 
 
-def _count_tiles(predictions: Path) -> int:
-    """Number of tile groups of a predictions file (for the provenance line)."""
-    import h5py
+def _check_bins(predictions: Path, bins: int) -> int:
+    """Refuse more bins than the predictions file has pixels, before reading its values;
+    returns its number of tiles (for the provenance line).
 
-    from glaviz.evaluation.predictions import open_predictions
+    The tiles' shapes give the pixel count without reading a value. Only when ``bins`` exceeds
+    it are the truths read, so that a file with no labelled pixel at all gets the message that
+    matters (nothing to calibrate on) rather than one about ``--bins``.
+    """
+    from glaviz.evaluation.predictions import open_predictions, tiles
 
     with open_predictions(predictions) as file:
-        return sum(isinstance(file[name], h5py.Group) for name in file)
+        found = tiles(
+            file, path=predictions, need=("prob", "true"), command="glaviz calibrate", labels=False
+        )
+        pixels = sum(info.shape[0] * info.shape[1] for info in found)
+        if bins <= pixels:
+            return len(found)
+        labelled = sum(
+            int(np.count_nonzero(np.isin(info.group["true"][()], (0, 1)))) for info in found
+        )
+    if labelled == 0:
+        raise _no_pixels()
+    raise ConfigError(
+        f"--bins {bins} is more than the {pixels:,} pixels of {predictions}: most bins would be "
+        f"empty; use at most {pixels:,} (the published setting is {ECE_BINS})"
+    )
 
 
 # ----------------------------------------------------------------------------- the plot

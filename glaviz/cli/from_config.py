@@ -4,7 +4,7 @@ The model is the one definition of a command's options: each field becomes one o
 positional argument), with the field's description as help text. Every generated command also
 takes ``--config FILE`` and ``--print-config``; values come from defaults < the file < the options
 actually typed (click knows which those are), validated once. Existing outputs are handled before
-the command body runs, by :func:`glaviz.runs.records.check_outputs`, so ``--skip-existing``
+the command body runs, by :func:`glaviz.runs.records.prepare_outputs`, so ``--skip-existing``
 never pays for a TensorFlow import. A command over an engine of :mod:`glaviz.api` has one line
 of body, :func:`run_engine`: the engine's result says what to print and what ``--json`` gets.
 """
@@ -98,13 +98,14 @@ def config_command(
                 typer.echo(to_toml(config, command=name), nl=False)
                 return None
             if check_outputs:
-                from glaviz.runs.records import check_outputs as check
+                from glaviz.runs.records import Skipped, prepare_outputs
 
-                skipped = check(config)
-                if skipped is not None:
+                prepared = prepare_outputs(config)
+                if isinstance(prepared, Skipped):
                     if not state.quiet:
-                        say(skipped.message())
-                    return {"status": "skipped", **skipped.to_dict()}
+                        say(prepared.message())
+                    return {"status": "skipped", **prepared.to_dict()}
+                config = prepared
             payload = body(config)
             return {"status": "done", **(payload or {})}
 
@@ -128,13 +129,18 @@ def run_engine(
     """The body of a command over an engine of :mod:`glaviz.api`: run it, report, return its JSON.
 
     ``tensorflow``: the engine imports TensorFlow, which is then imported first, quietly (other
-    commands must never pay for it). The result's ``summary()`` is printed unless ``-q``;
+    commands must never pay for it), after :func:`glaviz.api.preflight` has checked everything
+    that needs no TensorFlow: a missing file or an unknown weights name costs well under a second,
+    not TensorFlow's start-up. The result's ``summary()`` is printed unless ``-q``;
     ``render(result, config)`` replaces that for a command with its own output (evaluate's table),
     and is called under ``-q`` too, deciding itself what to print. Returns ``to_json()``.
     """
     from glaviz.runs.records import Skipped
 
     if tensorflow:
+        from glaviz.api import preflight
+
+        preflight(config)
         prepare_tensorflow()
     # check=False: config_command applied --skip-existing/--overwrite before the body ran.
     result = engine(config, progress=state.show_progress, check=False)

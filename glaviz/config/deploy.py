@@ -16,6 +16,16 @@ from glaviz.config.base import (
 
 Precision = Literal["float32", "bfloat16", "float16"]
 
+#: Largest median filter for outlines. Its cost grows with the square of the size (a 101-pixel
+#: median takes about 15 s per million pixels on one core) and it erases every glacier narrower
+#: than about half of it, so larger sizes are mistakes; deploy also refuses a size beyond the
+#: scene's short side (scipy's filter fails there with an empty MemoryError).
+MAX_SMOOTHING = 101
+#: Largest ``--batch-size`` of any command: far above what fits a GPU for the published model
+#: (9 windows in 4 GiB of activations), low enough that choosing among the sizes up to it is
+#: instant. Deploy uses at most as many as the scene has windows.
+MAX_BATCH_SIZE = 4096
+
 
 def default_outdir(stack: Path) -> Path:
     """``<stack stem>.glaviz/`` beside the stack: where deploy writes when no ``-o`` is given."""
@@ -50,14 +60,21 @@ class DeployConfig(CommandConfig):
         description="Confidence calibration: a CAL.json, a packaged name, or 'none'. Default: the "
         "model's own, if it has one.",
     )
-    smoothing: int = Field(0, ge=0, description="Median filter size for outlines (0: off).")
+    smoothing: int = Field(
+        0,
+        ge=0,
+        le=MAX_SMOOTHING,
+        description=f"Median filter size for outlines (0: off; at most {MAX_SMOOTHING} and the "
+        "scene's short side).",
+    )
     tta: bool = Field(False, description="Average the 8 flips and rotations of each window.")
     mc: int = Field(0, ge=0, description="Monte Carlo dropout passes to average (0: off).")
     batch_size: int | None = Field(
         None,
         ge=1,
+        le=MAX_BATCH_SIZE,
         description="Windows per model call (default: as many as the activation-memory budget "
-        "allows).",
+        f"allows; at most {MAX_BATCH_SIZE}, and never more than the scene's windows).",
     )
     activation_budget_mb: float | None = Field(
         None,

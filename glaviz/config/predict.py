@@ -13,7 +13,7 @@ from glaviz.config.base import (
     parse_feature_list,
     skip_existing_field,
 )
-from glaviz.config.deploy import Precision
+from glaviz.config.deploy import MAX_BATCH_SIZE, Precision
 
 
 class PredictConfig(CommandConfig):
@@ -34,7 +34,11 @@ class PredictConfig(CommandConfig):
     tta: bool = Field(False, description="Average the 8 flips and rotations of each window.")
     mc: int = Field(0, ge=0, description="Monte Carlo dropout passes to average (0: off).")
     batch_size: int | None = Field(
-        None, ge=1, description="Windows per model call (default: 1 on CPU, 8 on GPU)."
+        None,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description="Windows per model call (default: 1 on CPU, 8 on GPU; at most "
+        f"{MAX_BATCH_SIZE}).",
     )
     precision: Precision = Field("float32", description="float32, bfloat16 or float16 (GPU).")
     overwrite: bool = overwrite_field("OUTPUT")

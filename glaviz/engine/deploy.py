@@ -11,12 +11,16 @@
 
 The reader runs ahead of the model in a prefetch thread, decoding with several threads; memory
 is bounded by the scene width times about two window heights, whatever the scene height.
-:func:`deploy` below is the whole data flow; :class:`DeployPlan` resolves the options against
-the stack and the model first, so every error about them comes before any work.
+:func:`deploy` below is the whole data flow. :func:`preflight` checks the stack, the weights,
+every option and the free disk space without TensorFlow (in well under a second, so that a cheap
+mistake gets a cheap answer); :class:`DeployPlan` then loads the model. Every error about the
+inputs or the options comes before any work, and everything a failing run opened (reader
+threads, dataset handles, streamed files) is closed before the error is reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -34,12 +38,14 @@ from glaviz.engine.outputs import deploy_outputs
 from glaviz.errors import ConfigError, InputError
 from glaviz.published.location import SceneCoordinates, region_names
 from glaviz.util.progress import Progress
+from glaviz.util.units import format_bytes
 
 if TYPE_CHECKING:
     # For annotations only: each module is imported where deploy first uses it.
     from glaviz.calibration.model import CalibrationModel
-    from glaviz.engine.loading import InferenceModel, ModelCache
+    from glaviz.engine.loading import InferenceModel, LocationMode, ModelCache, WeightsInfo
     from glaviz.engine.quicklook import Quicklook
+    from glaviz.engine.reader import StackInfo
     from glaviz.engine.tiling import TileGrid
     from glaviz.published.stack_layout import StackLayout
 
@@ -111,32 +117,40 @@ def deploy(
     from glaviz.engine.writer import SceneWriter, write_record
 
     started = time.perf_counter()
-    with (
-        deploy_outputs(config.outdir, overwrite=config.overwrite) as outputs,
-        _gdal_env(config.stack),
-    ):
-        plan = DeployPlan.resolve(config, predictor=predictor, models=models)
+    checked = preflight(config)
+    with contextlib.ExitStack() as stack:
+        # Entered in order and closed in reverse, also when a later stage fails to start: the
+        # window loop's prefetch thread first, then the writer's files, the reader's threads
+        # and handles, GDAL's settings and last the output folder (which removes the scratch).
+        outputs = stack.enter_context(deploy_outputs(config.outdir, overwrite=config.overwrite))
+        stack.enter_context(_gdal_env(checked))
+        plan = DeployPlan.resolve(config, predictor=predictor, models=models, checked=checked)
         loop_timings = LoopTimings()
-        reader = StackReader(config.stack, **plan.reader_options())
-        writer = SceneWriter(outputs, **plan.writer_options())
-        bar = Progress(
-            progress, total=plan.grid.n_windows, description="windows", rate_unit="windows"
-        )
-        with reader, writer, bar:
-            blended = window_loop(
-                reader,
-                grid=plan.grid,
-                predictor=plan.predictor,
-                timings=loop_timings,
-                bar=bar,
-                prefetch=plan.prefetch(reader.strip_nbytes()),
+        reader = stack.enter_context(StackReader(config.stack, **plan.reader_options()))
+        writer = stack.enter_context(SceneWriter(outputs, **plan.writer_options()))
+        bar = stack.enter_context(
+            Progress(
+                progress, total=plan.grid.n_windows, description="windows", rate_unit="windows"
             )
-            streaming, cpu = time.perf_counter(), time.process_time()
-            for rows in blended:
-                writer.write(rows)
-            streamed = time.perf_counter() - streaming  # read, predict, blend and write
-            cpu = time.process_time() - cpu  # all threads: the cost a busy machine cannot hide
-            summary = writer.finish()
+        )
+        blended = stack.enter_context(
+            contextlib.closing(
+                window_loop(
+                    reader,
+                    grid=plan.grid,
+                    predictor=plan.predictor,
+                    timings=loop_timings,
+                    bar=bar,
+                    prefetch=plan.prefetch(reader.strip_nbytes()),
+                )
+            )
+        )
+        streaming, cpu = time.perf_counter(), time.process_time()
+        for rows in blended:
+            writer.write(rows)
+        streamed = time.perf_counter() - streaming  # read, predict, blend and write
+        cpu = time.process_time() - cpu  # all threads: the cost a busy machine cannot hide
+        summary = writer.finish()
         timings = {**plan.timings, **loop_timings.as_dict(), "loop_s": streamed, "loop_cpu_s": cpu}
         timings.update(summary.timings)
         timings["total_s"] = time.perf_counter() - started
@@ -159,19 +173,14 @@ def gdal_cache_mb(width: int, bands: int) -> int:
     return max(GDAL_CACHE_MB, math.ceil(2 * per_block_row / 2**20))
 
 
-def _gdal_env(stack: Path) -> Any:
+def _gdal_env(checked: DeployCheck) -> Any:
     """GDAL settings for one deploy run, sized from the stack."""
     import rasterio
 
-    try:
-        with rasterio.open(stack) as ds:
-            width, count = ds.width, ds.count
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"cannot open stack {stack}: {exc}") from None
     # GDAL's block cache defaults to 5 % of RAM and keeps every block read or written, so it would
     # grow with the scene area; every strip is read once and rows are written in order, so a
     # small cache loses nothing and keeps memory bounded by the scene width.
-    return rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(width, count))
+    return rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(checked.stack.width, checked.stack.count))
 
 
 def load_region_vector(path: Path) -> tuple[np.ndarray, list[str] | None]:
@@ -192,6 +201,102 @@ def load_region_vector(path: Path) -> tuple[np.ndarray, list[str] | None]:
             '{"region_vector": [...]} as written by glaviz optimise-bias'
         )
     return vector, regions
+
+
+@dataclass(frozen=True)
+class DeployCheck:
+    """What deploy knows before TensorFlow is imported: the stack, the weights' architecture,
+    the window grid, the location input and the calibration, all checked (:func:`preflight`)."""
+
+    config: DeployConfig
+    stack: StackInfo
+    weights: WeightsInfo
+    grid: TileGrid
+    region_vector: np.ndarray | None
+    region_vector_regions: list[str] | None
+    calibration: CalibrationModel | None
+    calibration_source: str | None
+    disk_needed: int
+
+    @property
+    def location(self) -> np.ndarray | SceneCoordinates | None:
+        return self.region_vector if self.region_vector is not None else self.stack.coordinates
+
+
+def _location_mode(config: DeployConfig) -> LocationMode:
+    """The location input the options supply, for the check against the model's."""
+    if config.region_vector is not None:
+        return "region"
+    return "coordinate" if config.coordinate_encoding else "none"
+
+
+def preflight(config: DeployConfig) -> DeployCheck:
+    """Every check of a deploy run that needs no TensorFlow, before any work.
+
+    In order: the output folder can be written; the stack opens, has a CRS and optical bands
+    that can be reflectance (a few windows are read); the weights resolve and, read without
+    TensorFlow, fit ``--features``, the location options and the stack's feature groups; the
+    region vector and calibration files read; ``--smoothing`` fits the scene; and the disk has
+    room for the outputs (:func:`~glaviz.engine.outputs.disk_space_needed`). Each failure is one
+    :class:`~glaviz.errors.GlavizError` line: a missing stack or an unknown weights name is
+    reported in well under a second instead of after TensorFlow's start-up.
+    """
+    from glaviz.engine.loading import inspect_weights
+    from glaviz.engine.outputs import disk_space_needed
+    from glaviz.engine.reader import inspect_stack
+    from glaviz.engine.tiling import tile_grid
+    from glaviz.runs.writes import require_disk_space, require_writable
+
+    require_writable(config.outdir)
+    stack = inspect_stack(config.stack, coordinates=config.coordinate_encoding)
+    rv, rv_regions = (
+        load_region_vector(config.region_vector) if config.region_vector else (None, None)
+    )
+    weights = inspect_weights(
+        config.weights, features=config.features, location=_location_mode(config)
+    )
+    arch = weights.config
+    stack.layout.require(weights.groups)
+    if rv is not None and rv.size != arch.location_size:
+        names = ", ".join(region_names(arch.location_size, known=weights.region_names))
+        raise ConfigError(
+            f"region vector {config.region_vector} has {rv.size} values, but the model's "
+            f"location input has {arch.location_size} ({names}); "
+            "make one for this model with glaviz optimise-bias"
+        )
+    calibration, source = _resolve_calibration(config.calibration, weights)
+    short = min(stack.height, stack.width)
+    if config.smoothing > short:
+        raise ConfigError(
+            f"--smoothing {config.smoothing} is larger than the scene ({stack.height} × "
+            f"{stack.width} pixels): the median filter must fit in its short side; use at most "
+            f"{short} (a few pixels, e.g. 3 or 5, is usual)"
+        )
+    grid = tile_grid(stack.height, stack.width, arch.patch_size)
+    needed = disk_space_needed(
+        stack.height, stack.width, n_classes=arch.n_classes, probabilities=config.probabilities
+    )
+    require_disk_space(config.outdir, needed)
+    log.info(
+        "%s: %d × %d pixels, %d windows of %d²; about %s of disk space needed",
+        config.stack,
+        stack.height,
+        stack.width,
+        grid.n_windows,
+        arch.patch_size,
+        format_bytes(needed),
+    )
+    return DeployCheck(
+        config=config,
+        stack=stack,
+        weights=weights,
+        grid=grid,
+        region_vector=rv,
+        region_vector_regions=rv_regions,
+        calibration=calibration,
+        calibration_source=source,
+        disk_needed=needed,
+    )
 
 
 @dataclass
@@ -220,71 +325,56 @@ class DeployPlan:
         *,
         predictor: PredictorFactory | None = None,
         models: ModelCache | None = None,
+        checked: DeployCheck | None = None,
     ) -> DeployPlan:
-        import rasterio
-
+        """Check everything (:func:`preflight`, unless ``checked`` is its result for this
+        ``config``), then load the model and choose the batch size."""
         from glaviz.engine.inference import BatchedModel, batch_size_for_budget
         from glaviz.engine.loading import load_for_inference
         from glaviz.engine.quicklook import Quicklook
-        from glaviz.engine.tiling import tile_grid
-        from glaviz.published.stack_layout import StackLayout
 
-        with rasterio.open(config.stack) as ds:
-            layout = StackLayout.read(ds)
-            scene = {
-                "width": ds.width,
-                "height": ds.height,
-                "crs": ds.crs,
-                "transform": ds.transform,
-            }
-            if ds.count == 0 or ds.height == 0 or ds.width == 0:
-                raise InputError(f"{config.stack} is empty")
-            coordinates = SceneCoordinates(ds) if config.coordinate_encoding else None
-        rv, rv_regions = (
-            load_region_vector(config.region_vector) if config.region_vector else (None, None)
-        )
+        checked = checked if checked is not None else preflight(config)
+        stack, grid = checked.stack, checked.grid
+        location = checked.location
         t0 = time.perf_counter()
         load = models.load if models is not None else load_for_inference
         model = load(
             config.weights,
             features=config.features,
-            location="region" if rv is not None else "coordinate" if coordinates else "none",
+            location=_location_mode(config),
             mc_dropout=config.mc > 0,
             precision=config.precision,
         )
         timings = {"load_model_s": time.perf_counter() - t0}
         arch = model.config
-        layout.require(model.groups)
-        if rv is not None and rv.size != arch.location_size:
-            names = ", ".join(region_names(arch.location_size, known=model.region_names))
-            raise ConfigError(
-                f"region vector {config.region_vector} has {rv.size} values, but the model's "
-                f"location input has {arch.location_size} ({names}); "
-                "make one for this model with glaviz optimise-bias"
-            )
-        calibration, source = _resolve_calibration(config.calibration, model)
-        grid = tile_grid(scene["height"], scene["width"], arch.patch_size)
         if config.batch_size is not None:
             largest = config.batch_size
         else:
             largest = batch_size_for_budget(
                 arch, budget_mb=config.activation_budget_mb, tta=config.tta
             )
+        if largest > grid.n_windows:
+            log.info(
+                "batch size %d is more than the scene's %d windows; using at most %d",
+                largest,
+                grid.n_windows,
+                grid.n_windows,
+            )
         batch = best_batch_size(grid.n_windows, largest)
         factory = predictor or (models.runner if models is not None else BatchedModel.for_deploy)
         return cls(
             config=config,
-            stack=layout,
-            scene=scene,
+            stack=stack.layout,
+            scene=stack.grid,
             model=model,
             grid=grid,
-            location=rv if rv is not None else coordinates,
-            region_vector_regions=rv_regions,
-            calibration=calibration,
-            calibration_source=source,
+            location=location,
+            region_vector_regions=checked.region_vector_regions,
+            calibration=checked.calibration,
+            calibration_source=checked.calibration_source,
             batch_size=batch,
             predictor=factory(model, batch, config),
-            quicklook=Quicklook(scene["height"], scene["width"]) if config.quicklook else None,
+            quicklook=Quicklook(stack.height, stack.width) if config.quicklook else None,
             timings=timings,
         )
 
@@ -371,8 +461,10 @@ class DeployPlan:
 
 
 def _resolve_calibration(
-    name: str | None, model: InferenceModel
+    name: str | None, model: InferenceModel | WeightsInfo
 ) -> tuple[CalibrationModel | None, str | None]:
+    """The calibration deploy applies: ``--calibration`` (a file, a packaged name, ``none``),
+    else the bundle's own, else the one the registry names for the weights."""
     from glaviz.calibration import CalibrationModel
 
     if name is not None and name.strip().lower() == "none":

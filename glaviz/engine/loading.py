@@ -109,6 +109,79 @@ class ModelCache:
             return model
 
 
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What ``--weights`` is, read without TensorFlow: enough to check a run before loading.
+
+    ``config`` is the architecture with its feature groups named (from the bundle, or for a
+    checkpoint from the file, the registry entry or ``--features``).
+    """
+
+    path: Path
+    kind: Literal["bundle", "checkpoint"]
+    config: GlaViTUConfig
+    entry: Any = None  # glaviz.registry.catalogue.ModelEntry, or None for a plain file
+    metadata: Any = None  # glaviz.model.bundle.BundleMetadata of a bundle
+    checkpoint: Any = None  # glaviz.model.checkpoint.CheckpointInfo of a checkpoint
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(self.config.feature_groups)
+
+    @property
+    def registry_name(self) -> str | None:
+        return self.entry.name if self.entry else None
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The calibration a bundle carries, if any."""
+        return self.metadata.calibration if self.metadata is not None else None
+
+    @property
+    def calibration_name(self) -> str | None:
+        """The packaged calibration the registry names for these weights, if any."""
+        return self.entry.calibration if self.entry else None
+
+    @property
+    def region_names(self) -> list[str] | None:
+        known = self.metadata.region_names if self.metadata is not None else None
+        if known is None and self.kind == "checkpoint" and self.entry is not None:
+            known = self.entry.region_order
+        return _region_names(self.config, known)
+
+
+def inspect_weights(
+    weights: str | Path,
+    *,
+    features: tuple[str, ...] | None = None,
+    location: LocationMode | None = None,
+) -> WeightsInfo:
+    """Resolve ``weights`` and check them against the user's options, without TensorFlow.
+
+    Reads a bundle's metadata or a checkpoint's tensor shapes (h5py) only, in well under a
+    second, so that an unknown name, weights not yet downloaded, a corrupt file or a features or
+    location mismatch is reported before TensorFlow is imported. ``features`` and ``location``
+    are as in :func:`load_for_inference`.
+    """
+    from glaviz.model.bundle import is_bundle, read_metadata
+    from glaviz.model.checkpoint import inspect_checkpoint
+    from glaviz.registry.catalogue import resolve_weights
+
+    resolved = resolve_weights(str(weights))
+    entry, path = resolved.entry, resolved.path
+    if is_bundle(path):
+        meta = read_metadata(path)
+        config = meta.architecture
+        _check_features(config, features, path)
+        _check_location(config, location, path)
+        return WeightsInfo(path=path, kind="bundle", config=config, entry=entry, metadata=meta)
+    info = inspect_checkpoint(path)
+    names = _group_names(info.feature_groups, features, entry, path)
+    config = info.config.model_copy(update={"feature_groups": names})
+    _check_location(config, location, path)
+    return WeightsInfo(path=path, kind="checkpoint", config=config, entry=entry, checkpoint=info)
+
+
 def load_for_inference(
     weights: str | Path,
     *,
@@ -122,27 +195,23 @@ def load_for_inference(
     ``features``: the user's ``--features`` (None: take the model's own). ``location``: what the
     user supplies (``region`` for a region vector, ``coordinate`` for coordinate encoding, ``none``
     for nothing; None: don't check). Mismatches raise :class:`ConfigError` or :class:`WeightsError`
-    naming what the model needs and what was given.
+    naming what the model needs and what was given, before TensorFlow is imported
+    (:func:`inspect_weights`).
     """
+    info = inspect_weights(weights, features=features, location=location)
     from glaviz.engine.inference import dtype_policy, policy_scope
-    from glaviz.model.bundle import is_bundle, load_bundle
-    from glaviz.model.checkpoint import inspect_checkpoint, load_checkpoint
+    from glaviz.model.bundle import load_bundle
+    from glaviz.model.checkpoint import load_checkpoint
     from glaviz.published.normalisation import NormalisationStats
-    from glaviz.registry.catalogue import resolve_weights
     from glaviz.util.tf import prefer_sequential_ops
 
     prefer_sequential_ops()
-    resolved = resolve_weights(str(weights))
-    entry = resolved.entry
     policy = dtype_policy(precision)
-    path = resolved.path
-    if is_bundle(path):
+    path = info.path
+    if info.kind == "bundle":
         with policy_scope(policy):
             bundle = load_bundle(path, mc_dropout=mc_dropout)
         meta = bundle.metadata
-        config = meta.architecture
-        _check_features(config, features, path)
-        _check_location(config, location, path)
         stats = (
             NormalisationStats.from_dict(meta.normalization)
             if meta.normalization
@@ -150,32 +219,28 @@ def load_for_inference(
         )
         return InferenceModel(
             model=_folded(bundle.inference_model),
-            config=config,
+            config=meta.architecture,
             stats=stats,
             path=path,
             kind="bundle",
-            registry_name=entry.name if entry else None,
+            registry_name=info.registry_name,
             calibration=meta.calibration,
-            calibration_name=entry.calibration if entry else None,
-            region_names=_region_names(config, meta.region_names),
+            calibration_name=info.calibration_name,
+            region_names=info.region_names,
         )
 
-    info = inspect_checkpoint(path)
-    config = info.config
-    names = _group_names(info.feature_groups, features, entry, path)
-    config = config.model_copy(update={"feature_groups": names, "mc_dropout": mc_dropout})
-    _check_location(config, location, path)
+    config = info.config.model_copy(update={"mc_dropout": mc_dropout})
     with policy_scope(policy):
-        _, infer, _ = load_checkpoint(path, config=config, info=info)
+        _, infer, _ = load_checkpoint(path, config=config, info=info.checkpoint)
     return InferenceModel(
         model=_folded(infer),
         config=config,
         stats=NormalisationStats.published(),
         path=path,
         kind="checkpoint",
-        registry_name=entry.name if entry else None,
-        calibration_name=entry.calibration if entry else None,
-        region_names=_region_names(config, entry.region_order if entry else None),
+        registry_name=info.registry_name,
+        calibration_name=info.calibration_name,
+        region_names=info.region_names,
     )
 
 

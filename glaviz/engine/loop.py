@@ -22,7 +22,7 @@ import numpy as np
 from glaviz.engine.blend import RowBlender
 from glaviz.engine.reader import SceneRowQueue, SceneRows, WindowRow
 from glaviz.engine.tiling import TileGrid
-from glaviz.errors import ConfigError
+from glaviz.errors import ConfigError, OutOfMemoryError
 from glaviz.util.progress import Progress
 
 _DONE = object()
@@ -72,6 +72,9 @@ def best_batch_size(n_windows: int, largest: int) -> int:
     """
     if largest < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {largest}")
+    # A batch larger than the scene's windows only pads: n_windows itself wastes none. Clamping
+    # first also keeps the search short whatever ``largest`` is.
+    largest = min(largest, max(n_windows, 1))
     return min(range(largest, 0, -1), key=lambda b: -(-n_windows // b) * b)
 
 
@@ -164,7 +167,13 @@ class CrossRowBatcher:
     def _run(self, n: int) -> None:
         batch = {name: windows[:n] for name, windows in self._inputs.items()}
         self._inputs = {name: windows[n:] for name, windows in self._inputs.items()}
-        self._done.extend(self.predictor.predict(batch))
+        try:
+            probs = self.predictor.predict(batch)
+        except BaseException as exc:
+            if is_out_of_memory(exc):
+                raise out_of_memory(exc, self.predictor.batch_size) from exc
+            raise
+        self._done.extend(probs)
 
     def _complete_rows(self) -> list[tuple[int, np.ndarray]]:
         ready = []
@@ -172,6 +181,32 @@ class CrossRowBatcher:
             ready.append((self._rows.pop(0), np.stack(self._done[: self.per_row])))
             self._done = self._done[self.per_row :]
         return ready
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a model call that ran out of memory: TensorFlow's ``ResourceExhaustedError``
+    (matched by name, so that this module never imports TensorFlow) or a ``MemoryError``."""
+    if isinstance(exc, OutOfMemoryError):
+        return False
+    return isinstance(exc, MemoryError) or any(
+        cls.__name__ == "ResourceExhaustedError" for cls in type(exc).__mro__
+    )
+
+
+def out_of_memory(exc: BaseException, batch_size: int) -> OutOfMemoryError:
+    """One line for a model call that did not fit in memory: the cause and the setting to lower."""
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    cause = message.strip().splitlines()[0][:200]
+    if batch_size > 1:
+        fix = (
+            f"use smaller batches (--batch-size {max(1, batch_size // 2)}, or for deploy a "
+            "smaller --activation-budget-mb) or a device with more memory"
+        )
+    else:
+        fix = "even one window does not fit: use a device with more memory"
+    return OutOfMemoryError(
+        f"out of memory running the model on batches of {batch_size} windows ({cause}); {fix}"
+    )
 
 
 def window_loop(

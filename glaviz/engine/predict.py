@@ -135,6 +135,32 @@ def _tile_rows(
         yield WindowRow(k, inputs)
 
 
+def preflight(config: PredictConfig) -> None:
+    """Every check of a predict run that needs no TensorFlow: the weights resolve and fit
+    ``--features`` (read without TensorFlow), the dataset opens and some tile passes the
+    filters with the model's groups. A typo costs well under a second, not TensorFlow's
+    start-up."""
+    from glaviz.engine.loading import inspect_weights
+    from glaviz.published.benchmark import BenchmarkDataset
+
+    weights = inspect_weights(config.weights, features=config.features)
+    with BenchmarkDataset(config.dataset) as data:
+        _select_tiles(data, config, list(weights.groups), weights.path)
+
+
+def _select_tiles(data: Any, config: PredictConfig, groups: list[str], weights: Path) -> list[Any]:
+    """The tiles of ``data`` to predict; an error when the model's groups or the filters leave
+    none."""
+    data.require_groups(groups, what=f"the model ({weights.name})")
+    tiles = data.tiles(regions=config.region, subregions=config.subregion, groups=groups)
+    if not tiles:
+        raise ConfigError(
+            f"no tile of {config.dataset} matches the region/subregion filters and holds "
+            f"{', '.join(groups)}"
+        )
+    return tiles
+
+
 def predict(config: PredictConfig, *, progress: bool = False) -> PredictResult:
     """Predict every tile of ``config.dataset`` that passes its region/subregion filters.
 
@@ -151,6 +177,7 @@ def predict(config: PredictConfig, *, progress: bool = False) -> PredictResult:
 
     output, dataset, tta, mc = Path(config.output), Path(config.dataset), config.tta, config.mc
     refuse_existing(output, overwrite=config.overwrite)
+    preflight(config)
     model = load_for_inference(
         config.weights, features=config.features, mc_dropout=mc > 0, precision=config.precision
     )
@@ -168,13 +195,7 @@ def predict(config: PredictConfig, *, progress: bool = False) -> PredictResult:
         BenchmarkDataset(dataset) as data,
         h5py.File(tmp, "w") as out,
     ):
-        data.require_groups(groups, what=f"the model ({model.path.name})")
-        tiles = data.tiles(regions=config.region, subregions=config.subregion, groups=groups)
-        if not tiles:
-            raise ConfigError(
-                f"no tile of {dataset} matches the region/subregion filters and holds "
-                f"{', '.join(groups)}"
-            )
+        tiles = _select_tiles(data, config, groups, model.path)
         with Progress(progress, total=len(tiles), description="predict") as bar:
             for info in tiles:
                 grid = tile_window_grid(info.height, info.width, p)

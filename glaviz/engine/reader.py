@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 
 from glaviz.engine.tiling import TileGrid, read_window_from_padded
+from glaviz.errors import InputError
 from glaviz.published.location import SceneCoordinates
 from glaviz.published.normalisation import NormalisationStats, normalise_bands
 from glaviz.published.stack_layout import StackLayout, mark_nodata
+from glaviz.runs.writes import gdal_cause
 
 #: Reader threads (one dataset handle each); more than the cores buys nothing.
 MAX_READ_THREADS = 4
@@ -140,17 +142,29 @@ class StackReader:
         self.grid = grid
         self.location = location
         self.rgb_columns = rgb_columns
+        self.path = Path(path)
         cores = os.cpu_count() or 1
         self.threads = max(1, min(threads or cores, MAX_READ_THREADS))
-        self._handles = [rasterio.open(path) for _ in range(self.threads)]
+        self._handles: list[Any] = []
+        self._pool: ThreadPoolExecutor | None = None
+        try:
+            for _ in range(self.threads):
+                self._handles.append(rasterio.open(path))
+        except rasterio.errors.RasterioIOError as exc:
+            self.close()
+            raise read_error(self.path, exc) from exc
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="glaviz-read")
         self._chunks = _column_chunks(grid.width, self._handles[0].block_shapes[0][1], self.threads)
         self._indexes = [i for g in self.read_groups for i in layout.bands[g]]
         self._nodata = [self._handles[0].nodatavals[i - 1] for i in self._indexes]
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        for handle in self._handles:
+        """Stop the reader threads and close every dataset handle (safe to call twice)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        handles, self._handles = self._handles, []
+        for handle in handles:
             handle.close()
 
     def __enter__(self) -> StackReader:
@@ -208,6 +222,8 @@ class StackReader:
         if self.rgb_columns is not None:
             rgb = np.empty((n, len(self.rgb_columns), 3), np.float32)
         if n:
+            if self._pool is None:
+                raise RuntimeError("internal: the stack reader was closed")
             targets = {g: s[top : top + n, self.grid.pad_left :] for g, s in strips.items()}
             jobs = [
                 self._pool.submit(self._read_chunk, handle, start, stop, cols, targets, valid, rgb)
@@ -227,12 +243,15 @@ class StackReader:
         valid: np.ndarray,
         rgb: np.ndarray | None,
     ) -> None:
+        from rasterio.errors import RasterioIOError
         from rasterio.windows import Window
 
         window = Window(cols.start, start, cols.stop - cols.start, stop - start)
-        raw = mark_nodata(
-            handle.read(self._indexes, window=window, out_dtype=np.float32), self._nodata
-        )
+        try:
+            values = handle.read(self._indexes, window=window, out_dtype=np.float32)
+        except RasterioIOError as exc:
+            raise read_error(self.path, exc, rows=(start, stop)) from exc
+        raw = mark_nodata(values, self._nodata)
         chunk_valid = valid[:, cols]
         for band in raw:
             chunk_valid &= np.isfinite(band)
@@ -247,6 +266,89 @@ class StackReader:
                 rgb[:, inside] = np.moveaxis(bands[list(RGB_BANDS)][:, :, picked], 0, -1)
             if group in out:
                 normalise_bands(group, bands, self.stats, out=out[group][:, cols])
+
+
+def read_error(
+    path: Path, exc: BaseException, *, rows: tuple[int, int] | None = None
+) -> InputError:
+    """One :class:`InputError` line for a stack GDAL cannot read: a header that opens but data
+    cut short (a copy that did not finish), or a damaged block."""
+    where = f" (rows {rows[0]}-{rows[1]})" if rows else ""
+    return InputError(
+        f"cannot read stack {path}{where}: {gdal_cause(exc)}; the file is damaged or incomplete "
+        "(an interrupted copy or download?): copy it again or rebuild it with glaviz features"
+    )
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """A feature stack that opens, checked before any model is loaded (:func:`inspect_stack`)."""
+
+    path: Path
+    height: int
+    width: int
+    count: int
+    crs: Any
+    transform: Any
+    layout: StackLayout
+    coordinates: SceneCoordinates | None = None
+
+    @property
+    def grid(self) -> dict[str, Any]:
+        """``{"width", "height", "crs", "transform"}``, what the writer needs of the scene."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "crs": self.crs,
+            "transform": self.transform,
+        }
+
+
+def inspect_stack(path: Path, *, coordinates: bool = False) -> StackInfo:
+    """Open the stack at ``path`` and refuse what cannot be mapped, without TensorFlow.
+
+    Refused, each with one :class:`InputError` line: a missing or unreadable file, an empty
+    stack, a stack without CRS (its outputs could not be placed on the ground), and optical bands
+    that cannot be reflectance (integer digital numbers, values far outside the published
+    range: :func:`~glaviz.published.stack_layout.require_reflectance`, the check ``glaviz
+    features`` applies too). Only a few windows are read. ``coordinates``: also prepare the
+    coordinate encoding of its windows.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    from glaviz.published.stack_layout import require_reflectance
+    from glaviz.util.rasters import require_crs
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(
+            f"cannot open stack {path}: the file does not exist; check the path (glaviz "
+            "features makes a stack)"
+        )
+    try:
+        ds = rasterio.open(path)
+    except RasterioIOError as exc:
+        raise InputError(f"cannot open stack {path}: {gdal_cause(exc)}") from None
+    with ds:
+        if ds.count == 0 or ds.height == 0 or ds.width == 0:
+            raise InputError(f"{path} is empty")
+        require_crs(ds, path, "stack")
+        layout = StackLayout.read(ds)
+        try:
+            require_reflectance(ds, layout, name=f"stack {path}")
+        except RasterioIOError as exc:
+            raise read_error(path, exc) from exc
+        return StackInfo(
+            path=path,
+            height=ds.height,
+            width=ds.width,
+            count=ds.count,
+            crs=ds.crs,
+            transform=ds.transform,
+            layout=layout,
+            coordinates=SceneCoordinates(ds) if coordinates else None,
+        )
 
 
 def _column_chunks(width: int, block: int, threads: int) -> list[slice]:

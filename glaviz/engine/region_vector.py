@@ -119,6 +119,7 @@ def optimise_bias(config: OptimiseBiasConfig, *, progress: bool = False) -> Bias
     """
     output = Path(config.output)
     refuse_existing(output, overwrite=config.overwrite)
+    preflight(config)
     model, regions = _region_model(config.weights)
     with _open_stack(config.stack) as dataset:
         descent = _descend(dataset, model, config, progress=progress)
@@ -149,18 +150,34 @@ class _Descent:
     stopped_early: bool
 
 
+def preflight(config: OptimiseBiasConfig) -> None:
+    """Every check of an optimise-bias run that needs no TensorFlow: the weights resolve and are
+    region-encoding (read without TensorFlow), and the stack opens, has a CRS, reflectance and
+    the model's feature groups (the checks deploy makes of the same stack)."""
+    from glaviz.engine.loading import inspect_weights
+    from glaviz.engine.reader import inspect_stack
+
+    weights = inspect_weights(config.weights)
+    _require_region_encoding(weights.config, weights.path)
+    inspect_stack(config.stack).layout.require(weights.groups)
+
+
+def _require_region_encoding(config: Any, path: Path) -> None:
+    if config.location_encoding != "region":
+        kind = "no location input" if not config.uses_location else "coordinate encoding"
+        raise ConfigError(
+            f"{path.name} is not a region-encoding model (it has {kind}); optimise-bias "
+            "adapts the region vector of region-encoding models such as 'region-encoding'"
+        )
+
+
 def _region_model(weights: str) -> tuple[Any, list[str]]:
     """The model (loaded for inference) and the names of its regions; refuses other models."""
     from glaviz.engine.loading import load_for_inference
 
     model = load_for_inference(weights)
     config = model.config
-    if config.location_encoding != "region":
-        kind = "no location input" if not config.uses_location else "coordinate encoding"
-        raise ConfigError(
-            f"{model.path.name} is not a region-encoding model (it has {kind}); optimise-bias "
-            "adapts the region vector of region-encoding models such as 'region-encoding'"
-        )
+    _require_region_encoding(config, model.path)
     return model, region_names(config.location_size, known=model.region_names)
 
 

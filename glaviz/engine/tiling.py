@@ -23,12 +23,15 @@ import numpy as np
 from glaviz.errors import ConfigError, InputError
 
 __all__ = [
+    "BLEND_KINDS",
     "TileGrid",
     "WindowRead",
     "blend_weights",
     "extract_window",
     "read_window_from_padded",
+    "taper_weights",
     "tile_grid",
+    "window_weights",
 ]
 
 
@@ -150,6 +153,35 @@ def blend_weights(patch: int) -> np.ndarray:
     x, y = np.meshgrid(axis, axis)
     distance = np.sqrt(x**2 + y**2)
     return np.exp(-(distance**2) / 2) / math.sqrt(2 / math.pi)
+
+
+#: How overlapping windows are weighted: ``gaussian`` is the published blend (keep it for published
+#: weights, so published accuracy holds); ``taper`` weights fall to nearly zero at the window's
+#: edge (for glaviz's own models, whose window edges show as seams under the Gaussian).
+BLEND_KINDS: tuple[str, ...] = ("gaussian", "taper")
+
+
+def taper_weights(patch: int) -> np.ndarray:
+    """Separable sine² weights ``sin²(π (i + ½) / patch)`` per axis on ``patch × patch`` (float64).
+
+    With the stride of half a window they sum to exactly 1 wherever two windows overlap per axis
+    (``sin² + cos²``), so a pixel's value is a smooth mix of the windows that see it, and a
+    window's edge, where a convolutional model sees the least context, enters with weight
+    ``sin²(π / 2·patch)``: small, never zero (a scene pixel that only one window covers still
+    gets that window's prediction).
+    """
+    _check_positive_int(patch, "patch size", ConfigError, "use the model's patch size, e.g. 384")
+    axis = np.sin(np.pi * (np.arange(patch) + 0.5) / patch) ** 2
+    return np.outer(axis, axis)
+
+
+def window_weights(patch: int, kind: str = "gaussian") -> np.ndarray:
+    """The blend weights of one window for a blend ``kind`` of :data:`BLEND_KINDS`."""
+    if kind == "gaussian":
+        return blend_weights(patch)
+    if kind == "taper":
+        return taper_weights(patch)
+    raise ConfigError(f"blend must be one of {', '.join(BLEND_KINDS)}, got {kind!r}")
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,18 @@ input invalid (the published order, see :mod:`glaviz.engine.postprocess`). Rows 
 they come into tiled temporary GeoTIFFs; :meth:`SceneWriter.finish` turns them into
 Cloud-Optimised GeoTIFFs, the polygons and the quicklook. The run record is written last by
 :func:`write_record`. Nothing here is final until :meth:`OutputFolder.commit`.
+
+Every write goes through :meth:`SceneWriter._io`: a failure (a full disk, a read-only folder)
+becomes one :class:`~glaviz.errors.OutputWriteError` naming the output, and libtiff's own lines
+about it are caught rather than printed (:class:`~glaviz.util.stderr.NativeStderr`). A writer
+that fails, even while it is being built, closes every file it opened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +31,9 @@ from glaviz.engine.outputs import OUTLINE_COLORS, geotiff_profile, vectorise_out
 from glaviz.engine.quicklook import Quicklook
 from glaviz.engine.reader import SceneRowQueue, SceneRows
 from glaviz.errors import GlavizError
-from glaviz.runs import records
 from glaviz.runs.outputs import RECORD_NAME, OutputFolder
+from glaviz.runs.writes import is_write_failure, write_error
+from glaviz.util.stderr import NativeStderr
 
 #: Overview resampling per output: categories keep their values, floats are averaged.
 RESAMPLING = {
@@ -87,28 +95,73 @@ class SceneWriter:
             bands["probabilities.tif"] = (n_classes, "float32", None)
         self._temps: dict[str, Path] = {}
         self._files: dict[str, Any] = {}
-        for name, (count, dtype, nodata) in bands.items():
-            # Streamed into a plain tiled file beside the outputs; finish() makes the COG.
-            self._temps[name] = outputs.scratch(f"{name}.stream.tif")
-            profile = geotiff_profile(grid, count=count, dtype=dtype, nodata=nodata)
-            self._files[name] = rasterio.open(self._temps[name], "w", **profile)
-        self._files["outlines.tif"].write_colormap(1, OUTLINE_COLORS)
-        self._files["outlines.tif"].set_band_description(1, "glacier outlines (1 glacier, 0 other)")
-        self._files["confidence.tif"].set_band_description(
-            1, "calibrated confidence" if calibration is not None else "confidence (1 - entropy)"
-        )
+        self._native = NativeStderr()
+        try:
+            for name, (count, dtype, nodata) in bands.items():
+                # Streamed into a plain tiled file beside the outputs; finish() makes the COG.
+                self._temps[name] = outputs.scratch(f"{name}.stream.tif")
+                profile = geotiff_profile(grid, count=count, dtype=dtype, nodata=nodata)
+                with self._io(name):
+                    self._files[name] = rasterio.open(self._temps[name], "w", **profile)
+            with self._io("outlines.tif"):
+                outlines = self._files["outlines.tif"]
+                outlines.write_colormap(1, OUTLINE_COLORS)
+                outlines.set_band_description(1, "glacier outlines (1 glacier, 0 other)")
+            self._files["confidence.tif"].set_band_description(
+                1,
+                "calibrated confidence" if calibration is not None else "confidence (1 - entropy)",
+            )
+        except BaseException:
+            # Nothing else holds these files: an open one would keep writing (or filling) a
+            # scratch file that the output folder has already removed.
+            self.close(failed=True)
+            raise
 
     def __enter__(self) -> SceneWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(failed=exc_type is not None)
 
-    def close(self) -> None:
-        """Close the streamed files; after a failure, remove them."""
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
+    @contextlib.contextmanager
+    def _io(self, name: str) -> Iterator[None]:
+        """Run GDAL writes of output ``name``; a failure is one :class:`OutputWriteError`.
+
+        libtiff's lines are caught meanwhile: with an exception they are its cause; without
+        one, a line that reports a failed write is the error itself (libtiff reports some
+        failures, a full disk when a file is closed, only there).
+        """
+        path = self.outputs.outdir / name
+        with contextlib.ExitStack() as stack:
+            native = stack.enter_context(self._native.capture())
+            try:
+                yield
+            except BaseException as exc:
+                stack.close()  # restore standard error first, then read what was caught
+                if is_write_failure(exc):
+                    raise write_error(path, exc, native.failure) from exc
+                native.replay()
+                raise
+        if native.failure:
+            raise write_error(path, None, native.failure)
+        native.replay()
+
+    def close(self, *, failed: bool = False) -> None:
+        """Close the streamed files (the output folder removes them after a failure).
+
+        ``failed``: the run is failing already; a file that cannot be flushed then adds no
+        second error, and what libtiff prints about it is dropped.
+        """
+        files, self._files = self._files, {}
+        for name, f in files.items():
+            if failed:
+                with contextlib.suppress(Exception), self._native.capture():
+                    f.close()
+            else:
+                with self._io(name):
+                    f.close()
+        if failed:
+            self._native.close()
 
     def write(self, block: BlendedRows) -> None:
         """Write one block of finished scene rows."""
@@ -121,10 +174,12 @@ class SceneWriter:
         if self.calibration is not None:
             conf = self.calibration.apply(conf)
         conf32 = conf.astype(np.float32)
-        self._files["confidence.tif"].write(conf32, 1, window=window)
+        with self._io("confidence.tif"):
+            self._files["confidence.tif"].write(conf32, 1, window=window)
         if "probabilities.tif" in self._files:
             bands = np.moveaxis(probs.astype(np.float32), -1, 0)
-            self._files["probabilities.tif"].write(bands, window=window)
+            with self._io("probabilities.tif"):
+                self._files["probabilities.tif"].write(bands, window=window)
         if self.quicklook is not None:
             self.quicklook.add_confidence(start, conf32)
             if rows.rgb is not None:
@@ -138,7 +193,8 @@ class SceneWriter:
         start = self.summary.rows
         valid = self._valid.take(start, len(outlines)).valid
         final = postprocess.apply_nodata(outlines, valid)
-        self._files["outlines.tif"].write(final, 1, window=_rows(start, len(final), self.width))
+        with self._io("outlines.tif"):
+            self._files["outlines.tif"].write(final, 1, window=_rows(start, len(final), self.width))
         if self.quicklook is not None:
             self.quicklook.add_outlines(start, final)
         self.summary.rows += len(final)
@@ -155,17 +211,23 @@ class SceneWriter:
         self.summary.timings["write_s"] += time.perf_counter() - t
         t = time.perf_counter()
         for name, stream in self._temps.items():
-            write_cog(stream, self.outputs.temp(name), resampling=RESAMPLING[name])
+            with self._io(name):
+                write_cog(stream, self.outputs.temp(name), resampling=RESAMPLING[name])
         self.summary.timings["cog_s"] = time.perf_counter() - t
         if self.vector:
             t = time.perf_counter()
             target = self.outputs.temp("outlines.gpkg")
-            self.summary.polygons = vectorise_outlines(self.outputs.temp("outlines.tif"), target)
+            with self._io("outlines.gpkg"):
+                self.summary.polygons = vectorise_outlines(
+                    self.outputs.temp("outlines.tif"), target
+                )
             self.summary.timings["vector_s"] = time.perf_counter() - t
         if self.quicklook is not None:
             t = time.perf_counter()
-            self.quicklook.write(self.outputs.temp("quicklook.png"))
+            with self._io("quicklook.png"):
+                self.quicklook.write(self.outputs.temp("quicklook.png"))
             self.summary.timings["quicklook_s"] = time.perf_counter() - t
+        self._native.close()
         return self.summary
 
 
@@ -176,5 +238,10 @@ def _rows(start: int, n: int, width: int) -> Any:
 
 
 def write_record(outputs: OutputFolder, record: dict[str, Any]) -> None:
-    """Write the run record (``run.json``) among the outputs; it is committed last."""
-    records.write_record(outputs.temp(RECORD_NAME), record, atomic=False)
+    """Write the run record (``run.json``) among the outputs, with the sizes of the outputs
+    written (:meth:`OutputFolder.write_record`, so that ``--skip-existing`` can tell a complete
+    run from one whose files were cut since); it is committed last."""
+    try:
+        outputs.write_record(record)
+    except OSError as exc:
+        raise write_error(outputs.outdir / RECORD_NAME, exc) from exc

@@ -34,6 +34,7 @@ statistics it runs) and writes the stack with the conventions of :mod:`glaviz.fe
 from __future__ import annotations
 
 import codecs
+import functools
 import logging
 import math
 import mmap
@@ -67,6 +68,10 @@ from glaviz.published.normalisation import SAR_EPSILON, SAR_GROUPS, Normalisatio
 from glaviz.runs.atomic import atomic_path
 from glaviz.util.progress import Progress
 from glaviz.util.rasters import crs_name
+from glaviz.util.units import format_bytes
+
+#: Sizes a file declares, in powers of 1000 like the file's own size in bytes (``6.0 GB``).
+_size = functools.partial(format_bytes, binary=False)
 
 log = logging.getLogger("glaviz.features")
 
@@ -95,14 +100,6 @@ MAX_DIMS = 32
 class HostileFile(pickle.UnpicklingError):
     """The file asks for more than its own contents can justify, or shares what a published file
     never shares; :func:`load_published` names the file."""
-
-
-def _size(nbytes: int) -> str:
-    """``6.0 GB``: sizes in error messages, in the units people read."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{nbytes} bytes"
 
 
 def _short(obj: Any) -> str:

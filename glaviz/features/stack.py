@@ -34,6 +34,7 @@ from glaviz import __version__
 from glaviz.errors import ConfigError, InputError
 from glaviz.features.slope import BLOCK, write_slope
 from glaviz.published.groups import GROUP_STACK_BANDS
+from glaviz.published.normalisation import OpticalRange
 from glaviz.runs.atomic import scratch_folder
 from glaviz.runs.outputs import refuse_existing
 from glaviz.util.progress import Progress
@@ -429,14 +430,6 @@ def _read_window(
     return chunk
 
 
-def _optical_max(chunk: np.ndarray) -> float:
-    """The largest optical value of a window (its first six bands); -inf when all are NaN."""
-    with np.errstate(invalid="ignore"):
-        if np.isfinite(chunk[:6]).any():
-            return float(np.nanmax(chunk[:6]))
-    return -np.inf
-
-
 def _provenance(paths: dict[str, Path]) -> dict[str, str]:
     """The stack's ``GLAVIZ_INPUTS`` tag: each input's absolute path, or how slope was made."""
     provenance = {name: str(path.resolve()) for name, path in paths.items()}
@@ -455,13 +448,13 @@ def _write_stack(
     provenance: dict[str, str],
     on_window: Callable[[Window], Any] | None,
     bar: Progress,
-) -> float:
+) -> OpticalRange:
     """Write the stack on the grid of ``like`` window by window, then tag it.
 
-    Returns the largest optical value written, for the check that the optical input is
-    reflectance rather than digital numbers.
+    Returns the range of the optical values written, for the check that the optical input is
+    reflectance rather than digital numbers (:class:`OpticalRange`, shared with deploy).
     """
-    optical_max = -np.inf
+    optical = OpticalRange()
     with create_stack(
         path,
         bands=layout.bands,
@@ -473,7 +466,7 @@ def _write_stack(
     ) as dst:
         for win in windows(Window(0, 0, like.width, like.height), window_size):
             chunk = _read_window(readers, win, len(layout.bands))
-            optical_max = max(optical_max, _optical_max(chunk))
+            optical.update(chunk[:6])
             dst.write(chunk, window=win)
             if on_window is not None:
                 on_window(win)
@@ -485,7 +478,7 @@ def _write_stack(
             units=layout.units,
             note="physical units; glaviz normalises with the model's statistics",
         )
-    return optical_max
+    return optical
 
 
 def _fill_stack(
@@ -498,11 +491,11 @@ def _fill_stack(
     provenance: dict[str, str],
     progress: bool,
     on_window: Callable[[Window], Any] | None,
-) -> float:
+) -> OpticalRange:
     """Compute slope when it is not given, line up the band readers and write the stack at
     ``part`` on the optical grid, under one progress bar for both phases.
 
-    Scratch files (the slope) go next to ``part``. Returns the largest optical value written.
+    Scratch files (the slope) go next to ``part``. Returns the range of the optical values.
     """
     opt = sources["optical"]
     crop = _dem_crop(sources["elevation"], opt) if layout.slope_computed else None
@@ -532,16 +525,6 @@ def _fill_stack(
             provenance=provenance,
             on_window=on_window,
             bar=bar,
-        )
-
-
-def _warn_if_unscaled(optical_max: float) -> None:
-    """Warn when the optical values look like digital numbers rather than reflectance."""
-    if optical_max > 100:
-        log.warning(
-            "optical values reach %.6g; the model expects TOA reflectance (about 0-1). "
-            "Scale digital numbers first (e.g. Sentinel-2 L1C: divide by 10000)",
-            optical_max,
         )
 
 
@@ -596,7 +579,7 @@ def compile_stack(
         opt = sources["optical"]
         # Beside the output, so the final rename is atomic; removed whatever happens.
         part = stack.enter_context(scratch_folder(output)) / output.name
-        optical_max = _fill_stack(
+        optical = _fill_stack(
             stack,
             sources,
             layout,
@@ -606,7 +589,9 @@ def compile_stack(
             progress=progress,
             on_window=on_window,
         )
-        _warn_if_unscaled(optical_max)
+        # A warning, not a refusal: the stack is the user's to inspect; deploy refuses it.
+        if (problem := optical.problem()) is not None:
+            log.warning("%s", problem)
         os.replace(part, output)
         return StackResult(
             path=output,

@@ -86,12 +86,12 @@ def build_inventory(config: InventoryConfig, *, progress: bool = False) -> Inven
     from glaviz.inventory.cleanup import ICE_STRUCTURE, fill_small_holes
     from glaviz.inventory.flowsheds import KienholzParams
     from glaviz.inventory.grid import DemReader, ReferenceInventory, open_outlines
-    from glaviz.runs.records import check_outputs
+    from glaviz.runs.records import prepare_outputs
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     # The one "output exists" rule; skipping a finished run is the caller's choice (glaviz.api).
-    check_outputs(config.model_copy(update={"skip_existing": False}))
+    prepare_outputs(config.model_copy(update={"skip_existing": False}))
     scene = open_outlines(config.source)
     dem = DemReader(config.dem, scene.grid)
     try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import json
 import os
 import re
@@ -45,6 +46,10 @@ from glaviz.errors import WeightsError
 from glaviz.model.glavitu import GlaViTUConfig, build_glavitu
 from glaviz.runs.atomic import atomic_path
 from glaviz.runs.outputs import refuse_existing
+from glaviz.util.units import format_bytes
+
+#: Sizes a file declares, in powers of 1000 like the file's own size in bytes (``6.0 GB``).
+_size = functools.partial(format_bytes, binary=False)
 
 BUNDLE_SUFFIX = ".glaviz"
 FORMAT = "glaviz-model-bundle"
@@ -113,14 +118,6 @@ class Bundle:
     train_model: Any
     inference_model: Any
     metadata: BundleMetadata
-
-
-def _size(nbytes: int) -> str:
-    """``4.0 GB``: sizes in error messages, in the units people read."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{nbytes} bytes"
 
 
 def _unreadable(path: Path, exc: BaseException | str) -> WeightsError:

@@ -229,3 +229,70 @@ def valid_mask(optical: np.ndarray) -> np.ndarray:
     turns NaN into 0 and so hides invalid pixels). Deploy writes nodata where this is False.
     """
     return np.all(np.isfinite(np.asarray(optical)), axis=-1)
+
+
+# ----------------------------------------------------------------------------- radiometry
+
+#: Largest optical value that can be top-of-atmosphere reflectance. The published statistics reach
+#: 2.0–2.7 (bright snow under a low sun); digital numbers are in the hundreds or thousands
+#: (Sentinel-2 L1C quantifies reflectance × 10000) and reflectance in percent reaches 100.
+REFLECTANCE_MAX = 10.0
+#: Smallest optical value that can be reflectance: the published minimum is about -0.03 and
+#: atmospheric correction leaves values barely below 0, while an undeclared fill value (-9999,
+#: -32768) is far lower.
+REFLECTANCE_MIN = -1.0
+#: How to turn digital numbers into what the model reads, for every message that refuses them.
+REFLECTANCE_FIX = (
+    "divide digital numbers by the product's quantification value (Sentinel-2 L1C: 10000) "
+    "and store float32, then rebuild the stack with glaviz features"
+)
+
+
+def optical_dtype_problem(dtype: str | np.dtype) -> str | None:
+    """Why optical bands of ``dtype`` cannot hold reflectance, or None when they can.
+
+    Integer optical bands are digital numbers: the model reads their values as reflectance, so a
+    uint16 Sentinel-2 stack maps bright pixels as ice and gives confident nonsense.
+    """
+    kind = np.dtype(dtype).kind
+    if kind == "f":
+        return None
+    return (
+        f"its optical bands are {np.dtype(dtype).name}, digital numbers rather than "
+        f"top-of-atmosphere reflectance (float, about 0-1); {REFLECTANCE_FIX}"
+    )
+
+
+@dataclass
+class OpticalRange:
+    """The smallest and largest finite optical value seen so far, over any number of chunks.
+
+    ``glaviz features`` feeds every window it writes and warns; deploy feeds a few sampled
+    windows and refuses: one check, so the two commands call the same values wrong.
+    """
+
+    low: float = np.inf
+    high: float = -np.inf
+
+    def update(self, values: np.ndarray) -> None:
+        """Add optical values of any shape (NaN and infinities are ignored)."""
+        finite = np.asarray(values)[np.isfinite(values)]
+        if finite.size:
+            self.low = min(self.low, float(finite.min()))
+            self.high = max(self.high, float(finite.max()))
+
+    def problem(self) -> str | None:
+        """Why these values cannot be reflectance, with the fix; None when they can (or when
+        no finite value was seen)."""
+        if self.high > REFLECTANCE_MAX:
+            return (
+                f"optical values reach {self.high:.6g}; the model expects top-of-atmosphere "
+                f"reflectance (about 0-1, never above {REFLECTANCE_MAX:g}): {REFLECTANCE_FIX}"
+            )
+        if self.low < REFLECTANCE_MIN:
+            return (
+                f"optical values go down to {self.low:.6g}; reflectance is never below "
+                f"{REFLECTANCE_MIN:g}, so this looks like a fill value: declare it as nodata "
+                f"(gdal_edit.py -a_nodata {self.low:g} FILE) or set it to NaN"
+            )
+        return None

@@ -132,3 +132,54 @@ def mark_nodata(bands: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray
         if value is not None and not np.isnan(value):
             band[band == value] = np.nan
     return bands
+
+
+#: Windows per axis, and their side, that :meth:`StackLayout.require_reflectance` reads: 3 × 3
+#: windows of 256² spread over the scene, a few MB whatever the scene size.
+RADIOMETRY_SAMPLES = 3
+RADIOMETRY_WINDOW = 256
+
+
+def sample_windows(
+    height: int, width: int, *, per_axis: int = RADIOMETRY_SAMPLES, size: int = RADIOMETRY_WINDOW
+) -> list[tuple[int, int, int, int]]:
+    """``(row, col, height, width)`` of up to ``per_axis²`` windows spread evenly over a scene,
+    corners included, each at most ``size`` pixels a side (fewer for a small scene)."""
+
+    def starts(extent: int) -> list[int]:
+        last = max(extent - size, 0)
+        return sorted({int(v) for v in np.linspace(0, last, per_axis).round()})
+
+    h, w = min(size, height), min(size, width)
+    return [(r, c, h, w) for r in starts(height) for c in starts(width)]
+
+
+def require_reflectance(dataset: Any, layout: StackLayout, *, name: str) -> None:
+    """Raise :class:`InputError` unless the stack's optical bands can be reflectance.
+
+    Checks the band type (integers are digital numbers) and the values of a few windows
+    (:func:`sample_windows`) against :class:`~glaviz.published.normalisation.OpticalRange`, the
+    check ``glaviz features`` applies to every window it writes; the whole stack is never read.
+    ``name`` starts the message (``stack /path/to/stack.tif``). A stack without optical bands
+    passes: :meth:`StackLayout.require` reports a missing group.
+    """
+    from glaviz.published.normalisation import OpticalRange, optical_dtype_problem
+
+    indexes = layout.bands.get("optical")
+    if not indexes:
+        return
+    for dtype in dict.fromkeys(dataset.dtypes[i - 1] for i in indexes):
+        problem = optical_dtype_problem(dtype)
+        if problem is not None:
+            raise InputError(f"{name}: {problem}")
+    from rasterio.windows import Window
+
+    seen = OpticalRange()
+    nodata = [dataset.nodatavals[i - 1] for i in indexes]
+    for row, col, h, w in sample_windows(dataset.height, dataset.width):
+        window = Window(col, row, w, h)
+        values = dataset.read(list(indexes), window=window, out_dtype=np.float32)
+        seen.update(mark_nodata(values, nodata))
+    problem = seen.problem()
+    if problem is not None:
+        raise InputError(f"{name}: {problem}")

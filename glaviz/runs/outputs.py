@@ -3,7 +3,7 @@
 :func:`refuse_existing` is the rule every command applies before it writes: an existing output is
 replaced only with ``--overwrite``, otherwise the run stops with :class:`OutputExistsError`
 (exit 3). Commands described by a configuration model reach it through
-:func:`glaviz.runs.records.check_outputs`, which adds ``--skip-existing``; engines that write a
+:func:`glaviz.runs.records.prepare_outputs`, which adds ``--skip-existing``; engines that write a
 single file call it directly.
 
 :class:`OutputFolder` is a folder of several outputs (deploy's). Every output is written under a

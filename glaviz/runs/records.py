@@ -9,7 +9,7 @@ changed instead of only that something did.
 The record's ``config`` section is the command's resolved configuration as JSON, which makes a
 run record a valid ``--config`` file for the same command.
 
-:func:`check_outputs` is the one implementation of ``--skip-existing`` / ``--overwrite`` for every
+:func:`prepare_outputs` is the one implementation of ``--skip-existing`` / ``--overwrite`` for every
 command. It imports no TensorFlow: the weights are resolved through the registry (a file path),
 and their sha256 is read from the cache's verification record when there is one.
 """
@@ -296,9 +296,3 @@ def damaged_outputs(record: Mapping[str, Any], folder: Path) -> list[str]:
 def _short(value: Any, limit: int = 60) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def check_outputs(config: CommandConfig) -> Skipped | None:
-    """TEMPORARY: superseded by :func:`prepare_outputs`; callers move over in this change."""
-    prepared = prepare_outputs(config)
-    return prepared if isinstance(prepared, Skipped) else None

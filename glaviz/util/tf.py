@@ -19,21 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from glaviz.util.leftovers import use_private_tempdir
-
-
-@contextlib.contextmanager
-def _silenced_fd2() -> Iterator[None]:
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
+from glaviz.util.stderr import silenced
 
 #: Optional packages Keras imports at start-up only for features glaviz never uses (its
 #: scikit-learn wrappers, its image-gallery plot), each inside ``try: … except ImportError``.
@@ -68,7 +54,7 @@ def import_tensorflow(*, quiet: bool = True) -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if quiet else "0")
     # Autograph's generated sources go to a temp folder of this process, removed at exit.
     use_private_tempdir()
-    with _silenced_fd2() if quiet else contextlib.nullcontext(), _without_keras_extras():
+    with silenced() if quiet else contextlib.nullcontext(), _without_keras_extras():
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")
