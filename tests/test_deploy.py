@@ -498,3 +498,40 @@ def test_batch_size_comes_from_the_budget_unless_given(stack, bundle, tmp_path) 
     )
     # 25 windows: --batch-size 5 wins over the budget (and needs no padded batch).
     assert json.loads((out / "run.json").read_text())["settings"]["batch_size_used"] == 5
+
+
+def test_glaviz_models_blend_with_the_taper_and_lose_the_window_seams(tmp_path: Path) -> None:
+    """The demo model's outermost window pixels are its least confident; the Gaussian blend lets
+    them through as a grid of seams in the confidence, the taper does not (docs/deploy.md)."""
+    import json
+    from types import SimpleNamespace
+
+    import glaviz
+    from glaviz.engine.deploy import DeployPlan
+    from glaviz.engine.tiling import tile_grid
+    from glaviz.samples import make_scene
+
+    files = make_scene(tmp_path / "scene", size=(384, 384), seed=11)
+    stack = tmp_path / "stack.tif"
+    glaviz.compile_features(
+        glaviz.FeaturesConfig(optical=files.optical, elevation=files.elevation, output=stack)
+    )
+    grid = tile_grid(384, 384, 64)  # the demo model's patch
+    edges = {o - grid.pad_left + d for o in grid.col_origins for d in (0, 64)} & set(range(1, 384))
+
+    def seam_ratio(blend: str) -> float:
+        out = tmp_path / blend
+        glaviz.deploy(glaviz.DeployConfig(stack=stack, weights="demo", output=out, blend=blend))
+        with rasterio.open(out / "confidence.tif") as src:
+            jumps = np.abs(np.diff(np.nanmean(src.read(1), axis=0)))
+        at = [jumps[e - 1] for e in sorted(edges)]
+        rest = [j for i, j in enumerate(jumps) if i + 1 not in edges]
+        settings_blend = json.loads((out / "run.json").read_text())["settings"]["blend"]
+        assert settings_blend == ("taper" if blend == "auto" else blend)
+        return float(np.mean(at) / np.mean(rest))
+
+    gaussian, auto = seam_ratio("gaussian"), seam_ratio("auto")
+    assert gaussian > 1.5 and auto < 0.75 * gaussian, (gaussian, auto)
+    published = SimpleNamespace(config=SimpleNamespace(blend="auto"), model=SimpleNamespace())
+    published.model.kind = "checkpoint"
+    assert DeployPlan.blend.fget(published) == "gaussian"  # published weights blend as published

@@ -17,7 +17,9 @@ from glaviz.engine.tiling import (
     blend_weights,
     extract_window,
     read_window_from_padded,
+    taper_weights,
     tile_grid,
+    window_weights,
 )
 from glaviz.errors import ConfigError, InputError
 
@@ -318,3 +320,35 @@ def test_blender_rejects_misuse() -> None:
         blender.finish()
     with pytest.raises(InputError, match="n_classes"):
         RowBlender(grid, 0)
+
+
+@settings(PROPERTY, max_examples=40)
+@given(half=st.integers(1, 200))
+def test_taper_weights_sum_to_one_where_two_windows_overlap(half: int) -> None:
+    patch = 2 * half
+    w = taper_weights(patch)
+    assert w.shape == (patch, patch) and np.all(w > 0) and np.allclose(w, w.T)
+    # At stride patch/2, each pixel of the interior lies in four windows, at offsets i and
+    # i + patch/2 per axis: their weights add up to one, so no window edge can show.
+    total = w[:half, :half] + w[:half, half:] + w[half:, :half] + w[half:, half:]
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+
+
+@settings(PROPERTY, max_examples=40)
+@given(grid=grids(), seed=st.integers(0, 2**32 - 1))
+def test_taper_blend_streams_like_the_in_memory_blend(grid: TileGrid, seed: int) -> None:
+    model = random_model(seed, grid.patch, 2)
+    blender = RowBlender(grid, 2, blend="taper")
+    chunks = []
+    for k, row in enumerate(grid.row_origins):
+        blender.add_row(k, np.stack([model(row, col) for col in grid.col_origins]))
+        chunks.append(blender.pop_finished())
+    chunks.append(blender.finish())
+    rolling = np.concatenate([c for _, c in filter(None, chunks)])
+    np.testing.assert_array_equal(rolling, blend_in_memory(grid, model, blend="taper"))
+
+
+def test_unknown_blend_is_a_config_error() -> None:
+    assert np.array_equal(window_weights(16, "gaussian"), blend_weights(16))
+    with pytest.raises(ConfigError, match="blend must be one of gaussian, taper"):
+        window_weights(16, "box")

@@ -67,6 +67,12 @@ class DeployConfig(CommandConfig):
         description=f"Median filter size for outlines (0: off; at most {MAX_SMOOTHING} and the "
         "scene's short side).",
     )
+    blend: Literal["auto", "gaussian", "taper"] = Field(
+        "auto",
+        description="Weights of overlapping windows: gaussian is the published blend; taper "
+        "fades each window out towards its edge, removing window seams; auto: gaussian for "
+        "published weights (as published), taper for glaviz's own models (bundles).",
+    )
     tta: bool = Field(False, description="Average the 8 flips and rotations of each window.")
     mc: int = Field(0, ge=0, description="Monte Carlo dropout passes to average (0: off).")
     batch_size: int | None = Field(

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import DTypeLike
 
-from glaviz.engine.tiling import TileGrid, blend_weights
+from glaviz.engine.tiling import TileGrid, window_weights
 from glaviz.errors import InputError
 
 __all__ = ["RowBlender", "blend_in_memory"]
@@ -34,6 +34,7 @@ def blend_in_memory(
     window_probs: Callable[[int, int], np.ndarray],
     *,
     dtype: DTypeLike = np.float32,
+    blend: str = "gaussian",
 ) -> np.ndarray:
     """Blend a whole scene at once, as the published pipeline does (reference implementation).
 
@@ -42,7 +43,7 @@ def blend_in_memory(
     cropped to the scene. Memory grows with the padded scene area: use :class:`RowBlender` for
     real scenes.
     """
-    weights = blend_weights(grid.patch)[..., np.newaxis]
+    weights = window_weights(grid.patch, blend)[..., np.newaxis]
     weighted: np.ndarray | None = None
     counts = np.zeros((grid.padded_height, grid.padded_width, 1), dtype=ACCUMULATOR_DTYPE)
     for _, _, row, col in grid.windows():
@@ -67,13 +68,20 @@ class RowBlender:
     ``stride`` per window row) are float32 by default. The scene height never enters.
     """
 
-    def __init__(self, grid: TileGrid, n_classes: int, *, dtype: DTypeLike = np.float32) -> None:
+    def __init__(
+        self,
+        grid: TileGrid,
+        n_classes: int,
+        *,
+        dtype: DTypeLike = np.float32,
+        blend: str = "gaussian",
+    ) -> None:
         if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
             raise InputError(f"n_classes must be a positive integer, got {n_classes!r}")
         self.grid = grid
         self.n_classes = n_classes
         self.dtype = np.dtype(dtype)
-        self._weights = blend_weights(grid.patch)
+        self._weights = window_weights(grid.patch, blend)
         self._weights3 = self._weights[..., np.newaxis]
         shape = (grid.patch, grid.padded_width)
         self._weighted = np.zeros((*shape, n_classes), dtype=ACCUMULATOR_DTYPE)

@@ -142,6 +142,7 @@ def deploy(
                     timings=loop_timings,
                     bar=bar,
                     prefetch=plan.prefetch(reader.strip_nbytes()),
+                    blend=plan.blend,
                 )
             )
         )
@@ -318,6 +319,15 @@ class DeployPlan:
     quicklook: Quicklook | None
     timings: dict[str, float]
 
+    @property
+    def blend(self) -> str:
+        """The window weights: ``--blend``, where ``auto`` is the published Gaussian for published
+        weights (so published accuracy holds) and the taper for glaviz's own models, whose
+        windows' edges would otherwise show as a grid of seams in the confidence."""
+        if self.config.blend != "auto":
+            return self.config.blend
+        return "taper" if self.model.kind == "bundle" else "gaussian"
+
     @classmethod
     def resolve(
         cls,
@@ -422,6 +432,7 @@ class DeployPlan:
             "region_vector_regions": self.region_vector_regions,
             "calibration": self.calibration_source,
             "smoothing": c.smoothing,
+            "blend": self.blend,
             "tta": c.tta,
             "mc": c.mc,
             "batch_size": c.batch_size,

@@ -217,15 +217,17 @@ def window_loop(
     timings: LoopTimings | None = None,
     bar: Progress | None = None,
     prefetch: int = 1,
+    blend: str = "gaussian",
 ) -> Iterator[BlendedRows]:
     """Predict and blend every window row of ``grid``; yield scene rows as they become final.
 
+    ``blend``: the window weights (:data:`~glaviz.engine.tiling.BLEND_KINDS`).
     ``prefetch``: window rows the reader may run ahead of the model. ``timings`` is filled in as
     the loop runs; ``bar`` advances by the windows done.
     """
     timings = LoopTimings() if timings is None else timings
     batches = CrossRowBatcher(predictor, len(grid.col_origins))
-    rows = RowAssembler(grid)
+    rows = RowAssembler(grid, blend=blend)
     reader = Prefetcher(iter(source), depth=prefetch)
     started = time.perf_counter()
     try:
@@ -252,8 +254,9 @@ class RowAssembler:
     """Blends predicted window rows and pairs each finished block of scene rows with the facts
     the reader found for the same rows (their validity)."""
 
-    def __init__(self, grid: TileGrid) -> None:
+    def __init__(self, grid: TileGrid, *, blend: str = "gaussian") -> None:
         self.grid = grid
+        self.blend = blend
         self._blender: RowBlender | None = None
         self._pending = SceneRowQueue()
         self._with_rows = False
@@ -272,7 +275,9 @@ class RowAssembler:
         for k, probs in ready:
             t = time.perf_counter()
             if self._blender is None:
-                self._blender = RowBlender(grid, probs.shape[-1], dtype=np.float64)
+                self._blender = RowBlender(
+                    grid, probs.shape[-1], dtype=np.float64, blend=self.blend
+                )
             self._blender.add_row(k, probs.reshape(per_row, grid.patch, grid.patch, -1))
             done = self._blender.pop_finished()
             timings.blend_s += time.perf_counter() - t
