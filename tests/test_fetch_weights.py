@@ -674,7 +674,7 @@ def test_real_drive_folder_lists_the_known_files() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Pins, trust on first use, --sha256 (the attacks themselves: tests/test_hostile_inputs_weights.py)
+# Pins, trust on first use, --sha256 (the attacks themselves: tests/test_hostile_inputs.py)
 
 
 def test_every_packaged_model_is_pinned_and_matches_its_file() -> None:
