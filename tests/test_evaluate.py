@@ -488,3 +488,14 @@ def test_geographic_map_areas_follow_latitude(tmp_path: Path) -> None:
         lats = [top, top, top - step, top - step]
         expected += count * abs(geod.polygon_area_perimeter(lons, lats)[0]) / 1e6
     assert result.areas.prediction_km2 == pytest.approx(expected, rel=1e-6)
+
+
+def test_an_empty_vector_truth_is_named_as_empty(outlines, tmp_path: Path, capsys) -> None:
+    import geopandas as gpd
+
+    raster, _ = outlines
+    empty = tmp_path / "truth.gpkg"
+    gpd.GeoDataFrame({"id": []}, geometry=[], crs="EPSG:32632").to_file(empty)
+    assert main(["evaluate", "--prediction", str(raster), "--truth", str(empty)]) == 1
+    line = error_line(capsys)
+    assert "holds no outlines" in line and "overlap" not in line and "CRS" not in line

@@ -1447,3 +1447,29 @@ def test_skip_existing_recomputes_a_cut_single_file_output(tmp_path: Path, capsy
     assert main(args) == 0
     assert "skipped" not in capsys.readouterr().out
     assert stack.stat().st_size == size
+
+
+def test_a_stopped_batch_sweeps_its_scene_folders(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    from glaviz.runs.outputs import sweep_folder
+
+    scene = tmp_path / "out" / "scene-1"
+    scene.mkdir(parents=True)
+    dead = _dead_pid()
+    stale = [
+        scene / f".outlines.tif.scratch-{dead}",
+        scene / f".confidence.partial-{dead}.tif",
+        scene / f".stack.tif.{dead}-x1y2z3.part",
+    ]
+    for path in stale:
+        path.write_bytes(b"x")
+    (scene / LOCK_NAME).write_text("")  # left by a killed worker: nobody holds it
+    kept = scene / "outlines.tif"
+    kept.write_bytes(b"done")
+    removed = sweep_folder(scene)
+    assert sorted(p.name for p in removed) == sorted([*(p.name for p in stale), LOCK_NAME])
+    assert [p.name for p in scene.iterdir()] == ["outlines.tif"]
+    held = FileLock(scene / LOCK_NAME)
+    with held:  # a live run's lock stays
+        assert sweep_folder(scene) == [] and (scene / LOCK_NAME).exists()

@@ -440,3 +440,16 @@ def test_isolated_patches_below_min_area_are_dropped_by_default(tmp_path: Path) 
     assert math.isclose(record["dropped_patches"]["area_km2"], 3 * pixel_km2)
     kept, glaciers = run(tmp_path / "kept", mask, dem, drop_small_patches=False, **options)
     assert kept.glaciers == len(glaciers) == 4 and kept.dropped == 0
+
+
+def test_an_empty_reference_is_named_as_empty_not_as_a_crs_problem(tmp_path: Path) -> None:
+    from glaviz.errors import InputError
+
+    empty = tmp_path / "rgi.gpkg"
+    gpd.GeoDataFrame({"rgi_id": []}, geometry=[], crs=CRS).to_file(empty)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:30, 10:30] = 1
+    dem = 3000 - 4.0 * np.mgrid[0:40, 0:40][0].astype(float)
+    with pytest.raises(InputError, match="holds no glacier outlines") as error:
+        run(tmp_path, mask, dem, reference=empty)
+    assert "CRS" not in str(error.value) and "overlap" not in str(error.value)

@@ -114,22 +114,39 @@ def run_batch(
             outcomes[outcome.id] = outcome
             bar.advance()
 
-        if todo and shard is None:
-            dashboard, n_workers = _run_on_dask(
-                todo,
-                scheduler=scheduler,
-                workers=workers,
-                retries=retries,
-                client=client,
-                announce=announce,
-                on_outcome=finished,
-                scratch=job.output,
-            )
-        else:
-            _run_here(todo, retries=retries, on_outcome=finished)
-            dashboard, n_workers = None, 1
+        try:
+            if todo and shard is None:
+                dashboard, n_workers = _run_on_dask(
+                    todo,
+                    scheduler=scheduler,
+                    workers=workers,
+                    retries=retries,
+                    client=client,
+                    announce=announce,
+                    on_outcome=finished,
+                    scratch=job.output,
+                )
+            else:
+                _run_here(todo, retries=retries, on_outcome=finished)
+                dashboard, n_workers = None, 1
+        finally:
+            # Every writer ran on this machine and has stopped (the embedded cluster is closed,
+            # or the scenes ran in this process): what a killed or cancelled one left can go now,
+            # so that an interrupted batch really leaves no partial files behind. Workers of an
+            # outside cluster may still be writing, on other machines: their next run sweeps.
+            if shard is not None or (client is None and scheduler == "local"):
+                _sweep(todo)
     ordered = [outcomes[s.id] for s in specs]
     return _merge(job.output, ordered, dashboard=dashboard, workers=n_workers, started=started)
+
+
+def _sweep(todo: list[ScenePlan]) -> None:
+    from glaviz.runs.outputs import sweep_folder
+
+    for plan in todo:
+        swept = sweep_folder(plan.folder)
+        if swept:
+            log.info("%s: removed %d leftover(s) of stopped workers", plan.id, len(swept))
 
 
 def _triage(

@@ -250,6 +250,12 @@ class _VectorTruth:
         geometry = frame.geometry
         frame = frame[geometry.notna() & ~geometry.is_empty]
         total = info.get("total_bounds")
+        if frame.empty and not info.get("features"):
+            raise InputError(
+                f"vector truth {path} holds no outlines (no features); give the reference "
+                "outlines of the mapped area (a map with no glacier at all needs a raster truth "
+                "of zeros, which says where it was checked)"
+            )
         if frame.empty:
             if total is None or not all(math.isfinite(v) for v in total):
                 total = (math.nan,) * 4

@@ -292,6 +292,11 @@ class ReferenceInventory:
                 f"(e.g. {dup!r}); choose another --reference-id"
             )
         frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty].reset_index(drop=True)
+        if len(frame) == 0:
+            raise InputError(
+                f"reference {self.path} holds no glacier outlines (no features with a geometry); "
+                "give an inventory with polygons, or leave out --reference to split from the DEM"
+            )
         frame = frame.to_crs(grid.crs)
         if len(frame) == 0 or not intersects(tuple(frame.total_bounds), grid.bounds):
             raise InputError(

@@ -40,6 +40,35 @@ _TEMP_NAME = re.compile(r"^\..+?\.(?:partial|scratch)-(?P<pid>\d+)(?:\..*)?$")
 RECORD_NAME = "run.json"
 
 
+#: Temporary names of :mod:`glaviz.runs.atomic` (``.stack.tif.PID-….part``, files or folders).
+_ATOMIC_NAME = re.compile(r"^\..+?\.(?P<pid>\d+)-.+\.part$")
+
+
+def sweep_folder(outdir: Path) -> list[Path]:
+    """Remove what killed runs left in ``outdir``: temporary and scratch files of processes that
+    no longer exist, and a lock file that no live process holds. Returns what was removed.
+
+    For a caller that knows the writers are gone (a batch after its workers stopped): the next
+    writer sweeps too, but a user should not have to run again to get a clean folder.
+    """
+    outdir = Path(outdir)
+    if not outdir.is_dir():
+        return []
+    removed = sweep_stale(outdir, _TEMP_NAME) + sweep_stale(outdir, _ATOMIC_NAME)
+    lock_file = outdir / LOCK_NAME
+    if lock_file.exists():
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(lock_file, timeout=0)
+        try:
+            with lock:
+                lock_file.unlink(missing_ok=True)
+            removed.append(lock_file)
+        except Timeout:
+            pass  # a live run holds it
+    return removed
+
+
 def refuse_existing(
     path: str | os.PathLike[str],
     names: Sequence[str] = (),
