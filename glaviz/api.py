@@ -16,14 +16,6 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from glaviz.runs.records import (
-    Skipped,
-    prepare_outputs,
-    run_record,
-    weights_file,
-    write_record,
-)
-
 if TYPE_CHECKING:
     from glaviz.calibration.fit import CalibrationFit
     from glaviz.config import (
@@ -42,6 +34,7 @@ if TYPE_CHECKING:
     from glaviz.evaluation import Evaluation
     from glaviz.features.stack import StackResult
     from glaviz.inventory.build import InventoryResult
+    from glaviz.runs.records import Skipped
 
 R = TypeVar("R")
 
@@ -62,12 +55,31 @@ class CommandResult(Protocol):
         ...
 
 
+C = TypeVar("C", bound="CommandConfig")
+
+
+def _prepare(config: C, check: bool) -> tuple[C, Skipped | None]:
+    """``config`` as it is to run after ``--overwrite``/``--skip-existing``, or the skip.
+
+    ``check=False``: the caller (the CLI) has decided already. Run records load only here, so
+    that importing this module (every command does) stays cheap.
+    """
+    if not check:
+        return config, None
+    from glaviz.runs.records import Skipped, prepare_outputs
+
+    prepared = prepare_outputs(config)
+    return (config, prepared) if isinstance(prepared, Skipped) else (prepared, None)
+
+
 def _recorded(config: CommandConfig, command: str, run: Callable[[], R]) -> R:
     """Run ``run`` and write the record of a single-output command beside its output.
 
     The fingerprint is taken before the run: an input that changes while it runs makes the record
     not match, which is the safe way round.
     """
+    from glaviz.runs.records import run_record, weights_file, write_record
+
     try:
         record = run_record(config, command=command, weights=weights_file(config))
     except FileNotFoundError:
@@ -107,8 +119,9 @@ def deploy(
     config: DeployConfig, *, progress: bool = False, check: bool = True
 ) -> DeployResult | Skipped:
     """Map glaciers on a whole scene (``glaviz deploy``); the engine writes its own run.json."""
-    if check and isinstance(config := prepare_outputs(config), Skipped):
-        return config  # --skip-existing found this run done
+    config, skipped = _prepare(config, check)
+    if skipped is not None:
+        return skipped
     from glaviz.engine.deploy import deploy as run
 
     return run(config, progress=progress)
@@ -118,8 +131,9 @@ def predict(
     config: PredictConfig, *, progress: bool = False, check: bool = True
 ) -> PredictResult | Skipped:
     """Predict every tile of a benchmark split (``glaviz predict``)."""
-    if check and isinstance(config := prepare_outputs(config), Skipped):
-        return config  # --skip-existing found this run done
+    config, skipped = _prepare(config, check)
+    if skipped is not None:
+        return skipped
     from glaviz.engine.predict import predict as run
 
     return _recorded(config, "predict", lambda: run(config, progress=progress))
@@ -129,8 +143,9 @@ def evaluate(
     config: EvaluateConfig, *, progress: bool = False, check: bool = True
 ) -> Evaluation | Skipped:
     """Score a predictions file or a deployed map (``glaviz evaluate``); writes ``json_output``."""
-    if check and isinstance(config := prepare_outputs(config), Skipped):
-        return config  # --skip-existing found this run done
+    config, skipped = _prepare(config, check)
+    if skipped is not None:
+        return skipped
     from dataclasses import replace
 
     from glaviz.evaluation import evaluate_predictions, evaluate_rasters
@@ -158,8 +173,9 @@ def calibrate(
     config: CalibrateConfig, *, progress: bool = False, check: bool = True
 ) -> CalibrationFit | Skipped:
     """Fit a confidence calibration on validation predictions (``glaviz calibrate``)."""
-    if check and isinstance(config := prepare_outputs(config), Skipped):
-        return config  # --skip-existing found this run done
+    config, skipped = _prepare(config, check)
+    if skipped is not None:
+        return skipped
     from glaviz.calibration.fit import calibrate as run
 
     return _recorded(config, "calibrate", lambda: run(config, progress=progress))
@@ -169,8 +185,9 @@ def optimise_bias(
     config: OptimiseBiasConfig, *, progress: bool = False, check: bool = True
 ) -> BiasResult | Skipped:
     """Learn the region vector of a region-encoding model for a scene (``glaviz optimise-bias``)."""
-    if check and isinstance(config := prepare_outputs(config), Skipped):
-        return config  # --skip-existing found this run done
+    config, skipped = _prepare(config, check)
+    if skipped is not None:
+        return skipped
     from glaviz.engine.region_vector import optimise_bias as run
 
     return _recorded(config, "optimise-bias", lambda: run(config, progress=progress))
@@ -181,8 +198,9 @@ def compile_features(
 ) -> StackResult | Skipped:
     """Compile input rasters, or convert a published feature file, into one feature stack
     (``glaviz features``)."""
-    if check and isinstance(config := prepare_outputs(config), Skipped):
-        return config  # --skip-existing found this run done
+    config, skipped = _prepare(config, check)
+    if skipped is not None:
+        return skipped
     from glaviz.features import run_features
 
     return _recorded(config, "features", lambda: run_features(config, progress=progress))
@@ -193,8 +211,9 @@ def inventory(
 ) -> InventoryResult | Skipped:
     """Split glacier complexes into glaciers with RGI-style attributes (``glaviz inventory``);
     the engine writes its own run record beside the GeoPackage."""
-    if check and isinstance(config := prepare_outputs(config), Skipped):
-        return config  # --skip-existing found this run done
+    config, skipped = _prepare(config, check)
+    if skipped is not None:
+        return skipped
     from glaviz.inventory import build_inventory
 
     return build_inventory(config, progress=progress)

@@ -16,7 +16,6 @@ from glaviz.config.fetch import FetchDatasetConfig, FetchWeightsConfig
 from glaviz.config.inventory import InventoryConfig
 from glaviz.config.optimise_bias import OptimiseBiasConfig
 from glaviz.config.predict import PredictConfig
-from glaviz.config.train import TrainConfig
 
 __all__ = [
     "CalibrateConfig",
@@ -31,3 +30,13 @@ __all__ = [
     "PredictConfig",
     "TrainConfig",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # TrainConfig's nested models take ~8 ms to build; only train and the library need them, so
+    # the CLI's start (every command imports this package) does not pay for them.
+    if name == "TrainConfig":
+        from glaviz.config.train import TrainConfig
+
+        return TrainConfig
+    raise AttributeError(f"module 'glaviz.config' has no attribute {name!r}")
