@@ -24,3 +24,20 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def reference_weights(reference_dir: Path) -> Path:
     return reference_dir / "weights" / "glavitu_global_weights.h5"
+
+
+@pytest.fixture
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A weights cache of the test's own, and no way out to the network's real sources."""
+    from tests.fake_servers import refused_url
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("GLAVIZ_HOME", str(home))
+    monkeypatch.delenv("GLAVIZ_WEIGHTS_URL", raising=False)
+    monkeypatch.delenv("GLAVIZ_REGISTRY", raising=False)
+    # Google Drive is unreachable unless a test serves it: no test may reach the real one.
+    monkeypatch.setenv("GLAVIZ_DRIVE_URL", refused_url())
+    # A proxy from the environment must not intercept the local mirror.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    return home

@@ -34,7 +34,7 @@ from glaviz.registry import (
     load_registry,
     resolve_weights,
 )
-from tests.fake_servers import FOLDER_MIME, FakeServer, refused_url, running_server
+from tests.fake_servers import FOLDER_MIME, FakeServer, running_server
 from tests.helpers import error_line, write_keras2_checkpoint
 
 REFERENCE = Path(__file__).parents[1].parent / "shared" / "reference"
@@ -55,17 +55,8 @@ FAST = RetryPolicy(
 
 
 @pytest.fixture(autouse=True)
-def glaviz_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("GLAVIZ_HOME", str(home))
-    monkeypatch.delenv("GLAVIZ_WEIGHTS_URL", raising=False)
-    monkeypatch.delenv("GLAVIZ_REGISTRY", raising=False)
-    # Google Drive is unreachable unless a test serves it: no test may reach the real one.
-    monkeypatch.setenv("GLAVIZ_DRIVE_URL", refused_url())
-    # A proxy from the environment must not intercept the local mirror.
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    return home
+def glaviz_home(isolated_home: Path) -> Path:
+    return isolated_home
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,7 @@ from glaviz.runs.atomic import atomic_path, write_text_atomic
 from glaviz.runs.outputs import LOCK_NAME, OutputFolder
 from glaviz.samples import make_scene
 from tests.capped import Outcome, glaviz, run_capped
-from tests.fake_servers import FakeServer, refused_url, running_server
+from tests.fake_servers import FakeServer, running_server
 from tests.helpers import error_line, write_keras2_checkpoint, write_stack
 
 # ==================================================================================================
@@ -1032,15 +1032,8 @@ FAST = RetryPolicy(attempts=3, backoff_s=0.01, connect_timeout_s=5, read_timeout
 
 
 @pytest.fixture(autouse=True)
-def glaviz_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("GLAVIZ_HOME", str(home))
-    monkeypatch.delenv("GLAVIZ_WEIGHTS_URL", raising=False)
-    monkeypatch.delenv("GLAVIZ_REGISTRY", raising=False)
-    monkeypatch.setenv("GLAVIZ_DRIVE_URL", refused_url())  # never the real Drive
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    return home
+def glaviz_home(isolated_home: Path) -> Path:
+    return isolated_home
 
 
 @pytest.fixture(scope="module")
