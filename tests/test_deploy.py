@@ -133,7 +133,8 @@ def test_streaming_equals_in_memory_reference(stack, bundle, tmp_path) -> None:
         inputs = {g: extract_window(a, grid, r, c)[None] for g, a in scene.items()}
         return np.asarray(model(inputs))[0]
 
-    expected = blend_in_memory(grid, window, dtype=np.float64)
+    # glaviz bundles blend with the taper under --blend auto (docs/deploy.md)
+    expected = blend_in_memory(grid, window, dtype=np.float64, blend="taper")
     probs = np.moveaxis(read(out / "probabilities.tif"), 0, -1)
     np.testing.assert_allclose(probs, expected, atol=2e-5)
     outlines = read(out / "outlines.tif", 1)
@@ -225,7 +226,15 @@ def test_tta_mc_and_precision(stack, bundle, tmp_path) -> None:
 def test_calibration_from_bundle_name_and_none(stack, tmp_path) -> None:
     iso = {"method": "isotonic", "x": [0.0, 1.0], "y": [0.2, 0.3]}
     weights = tiny_bundle(tmp_path / "cal.glaviz", calibration=iso)
-    deploy(DeployConfig(stack=stack, weights=str(weights), output=tmp_path / "a", vector=False))
+    # Under the taper (glaviz's default for bundles) this random tiny model's raw confidence stays
+    # below 0.3 everywhere, which would hide whether calibration was applied; the published blend
+    # does not.
+    blend = "gaussian"
+    deploy(
+        DeployConfig(
+            stack=stack, weights=str(weights), output=tmp_path / "a", vector=False, blend=blend
+        )
+    )
     conf = read(tmp_path / "a" / "confidence.tif", 1)
     assert conf.min() >= 0.2 and conf.max() <= 0.3
     deploy(
@@ -235,6 +244,7 @@ def test_calibration_from_bundle_name_and_none(stack, tmp_path) -> None:
             output=tmp_path / "b",
             vector=False,
             calibration="none",
+            blend=blend,
         )
     )
     assert read(tmp_path / "b" / "confidence.tif", 1).max() > 0.3
