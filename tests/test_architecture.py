@@ -112,3 +112,23 @@ def test_the_page_names_files_that_exist() -> None:
     assert len(named) >= 15
     missing = sorted(n for n in named if not (ROOT / n).is_file())
     assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
+
+
+def test_code_and_docs_stand_alone() -> None:
+    """Comments and docs point to pages of this repository, never to design files beside it."""
+    outside = re.compile(r"DESIGN\.md|ARCHITECTURE\.md|STYLE\.md|\.\./shared")
+    files = [*PACKAGE.rglob("*.py"), *(ROOT / "docs").glob("*.md"), ROOT / "README.md"]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if outside.search(line)
+    ]
+    assert not found, f"pointers outside the repository: {found}"
+
+
+def test_readme_gets_a_newcomer_from_make_demo_to_a_map_of_their_own() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for step in ("source .venv/bin/activate", "python -m glaviz.samples scene", "--weights demo"):
+        assert step in readme, step
+    assert "docs/architecture.md" in readme and "shared/reference" in readme

@@ -1466,3 +1466,16 @@ def test_a_stopped_batch_sweeps_its_scene_folders(tmp_path: Path) -> None:
     held = FileLock(scene / LOCK_NAME)
     with held:  # a live run's lock stays
         assert sweep_folder(scene) == [] and (scene / LOCK_NAME).exists()
+
+
+def test_single_file_outputs_in_a_read_only_folder_are_one_line(tmp_path: Path) -> None:
+    files = make_scene(tmp_path / "scene", size=(64, 64), seed=3)
+    locked = tmp_path / "locked"
+    inputs = ["--optical", str(files.optical), "--elevation", str(files.elevation)]
+    with _read_only(locked):
+        for output in (locked / "stack.tif", locked / "new" / "stack.tif"):
+            outcome = glaviz("features", "-o", str(output), *inputs)
+            assert outcome.returncode == 1, outcome.stderr
+            assert len(outcome.error_lines) == 1, outcome.stderr
+            line = outcome.error_lines[0]
+            assert "cannot write" in line and "read-only" in line and "unexpected" not in line

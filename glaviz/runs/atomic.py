@@ -14,6 +14,7 @@ that no longer exist (:func:`glaviz.util.leftovers.sweep_stale`) before it start
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -23,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from glaviz.errors import GlavizError
+from glaviz.runs.writes import write_error
 from glaviz.util.leftovers import sweep_stale
 
 
@@ -51,7 +54,11 @@ def created_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
     """
     folder = Path(folder)
     missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        remove_empty(missing)
+        raise write_error(folder, exc, what="the folder") from exc
     try:
         yield folder
     except BaseException:
@@ -75,13 +82,18 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".part") -> Itera
     target = Path(path)
     with created_folder(target.parent):
         sweep_stale(target.parent, _stale_pattern(target))
-        fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=suffix, dir=target.parent)
+        with _writing(target):
+            fd, name = tempfile.mkstemp(
+                prefix=temp_prefix(target), suffix=suffix, dir=target.parent
+            )
         os.close(fd)
         tmp = Path(name)
         try:
-            yield tmp
-            os.chmod(tmp, default_mode())
-            os.replace(tmp, target)
+            with _writing(target, only_disk=True):
+                yield tmp
+            with _writing(target):
+                os.chmod(tmp, default_mode())
+                os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -98,13 +110,35 @@ def scratch_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     with created_folder(target.parent):
         sweep_stale(target.parent, _stale_pattern(target))
-        scratch = Path(
-            tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".part", dir=target.parent)
-        )
+        with _writing(target):
+            scratch = Path(
+                tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".part", dir=target.parent)
+            )
         try:
-            yield scratch
+            with _writing(target, only_disk=True):
+                yield scratch
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+#: Errors of the work inside an atomic write that are about the disk, not about the work's inputs.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+@contextlib.contextmanager
+def _writing(target: Path, *, only_disk: bool = False) -> Iterator[None]:
+    """One :class:`~glaviz.errors.OutputWriteError` line for a failed write of ``target``.
+
+    ``only_disk``: for the caller's own work inside an atomic write, where an ``OSError`` may be
+    about an input (a missing file) and must keep its own words; only a full disk, a quota, a
+    too-large file or a read-only file system become a write error of ``target``.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, GlavizError) or (only_disk and exc.errno not in _DISK_ERRNOS):
+            raise
+        raise write_error(target, exc) from exc
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
