@@ -93,28 +93,6 @@ def _recorded(config: CommandConfig, command: str, run: Callable[[], R]) -> R:
     return result
 
 
-def preflight(config: CommandConfig) -> None:
-    """Every check of a run of ``config`` that needs no TensorFlow (deploy, predict,
-    optimise-bias), so that the CLI reports a missing file or an unknown weights name before it
-    pays TensorFlow's start-up; the engines make the same checks themselves first. Other
-    commands have nothing to check here.
-    """
-    from glaviz.config import DeployConfig, OptimiseBiasConfig, PredictConfig
-
-    if isinstance(config, DeployConfig):
-        from glaviz.engine.deploy import preflight as check_deploy
-
-        check_deploy(config)
-    elif isinstance(config, PredictConfig):
-        from glaviz.engine.predict import preflight as check_predict
-
-        check_predict(config)
-    elif isinstance(config, OptimiseBiasConfig):
-        from glaviz.engine.region_vector import preflight as check_optimise_bias
-
-        check_optimise_bias(config)
-
-
 def deploy(
     config: DeployConfig, *, progress: bool = False, check: bool = True
 ) -> DeployResult | Skipped:

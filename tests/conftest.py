@@ -41,3 +41,13 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     return home
+
+
+@pytest.fixture(scope="session")
+def published_checkpoint_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A GlaViTU optical+dem checkpoint in the published Keras 2 format (~1.4 MB, seeded): what
+    a mirror serves as ``glavitu_global_weights.h5`` in the download tests."""
+    from tests.helpers import write_keras2_checkpoint
+
+    path = tmp_path_factory.mktemp("weights") / "glavitu_global_weights.h5"
+    return write_keras2_checkpoint(path, seed=3).read_bytes()

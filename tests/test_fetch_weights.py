@@ -60,10 +60,8 @@ def glaviz_home(isolated_home: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A GlaViTU optical+dem checkpoint in the published Keras 2 format (~1.4 MB, seeded)."""
-    path = tmp_path_factory.mktemp("weights") / GLOBAL_FILE
-    return write_keras2_checkpoint(path, seed=3).read_bytes()
+def reference_bytes(published_checkpoint_bytes: bytes) -> bytes:
+    return published_checkpoint_bytes
 
 
 @pytest.fixture(scope="module")

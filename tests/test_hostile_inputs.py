@@ -48,6 +48,7 @@ from glaviz.cli.app import main
 from glaviz.config import DeployConfig
 from glaviz.engine.deploy import deploy
 from glaviz.errors import GlavizError, WeightsError
+from glaviz.model.glavitu import PRESETS
 from glaviz.published.groups import GROUP_STACK_BANDS
 from glaviz.registry import fetch_model, import_model, resolve_weights
 from glaviz.registry.download import RetryPolicy
@@ -355,14 +356,7 @@ def test_valid_file_converts_under_the_same_caps(protocol: int, tmp_path: Path) 
 ARCHITECTURE: dict[str, Any] = {
     "feature_groups": {"optical": 6, "dem": 2},
     "patch_size": 32,
-    "width": 16,
-    "embedding": 32,
-    "blocks": 2,
-    "heads": 2,
-    "mlp": 64,
-    "decoder_filters": 16,
-    "unet_steps": 2,
-    "unet_filters": 16,
+    **PRESETS["tiny"],
 }
 
 
@@ -1037,10 +1031,9 @@ def glaviz_home(isolated_home: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def genuine(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def genuine(published_checkpoint_bytes: bytes) -> bytes:
     """Stands in for the published global model: optical + DEM, no location input."""
-    path = tmp_path_factory.mktemp("weights") / GLOBAL_FILE
-    return write_keras2_checkpoint(path, seed=3).read_bytes()
+    return published_checkpoint_bytes
 
 
 @pytest.fixture(scope="module")

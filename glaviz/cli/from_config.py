@@ -128,19 +128,15 @@ def run_engine(
 ) -> dict[str, Any]:
     """The body of a command over an engine of :mod:`glaviz.api`: run it, report, return its JSON.
 
-    ``tensorflow``: the engine imports TensorFlow, which is then imported first, quietly (other
-    commands must never pay for it), after :func:`glaviz.api.preflight` has checked everything
-    that needs no TensorFlow: a missing file or an unknown weights name costs well under a second,
-    not TensorFlow's start-up. The result's ``summary()`` is printed unless ``-q``;
+    ``tensorflow``: the engine starts TensorFlow (after its own checks that need none, so a typo
+    costs well under a second); it does so quietly unless ``--debug``. The result's ``summary()``
+    is printed unless ``-q``;
     ``render(result, config)`` replaces that for a command with its own output (evaluate's table),
     and is called under ``-q`` too, deciding itself what to print. Returns ``to_json()``.
     """
     from glaviz.runs.records import Skipped
 
     if tensorflow:
-        from glaviz.api import preflight
-
-        preflight(config)
         prepare_tensorflow()
     # check=False: config_command applied --skip-existing/--overwrite before the body ran.
     result = engine(config, progress=state.show_progress, check=False)

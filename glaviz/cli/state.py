@@ -63,10 +63,14 @@ class _StderrHandler(logging.Handler):
 
 
 def prepare_tensorflow() -> None:
-    """Import TensorFlow quietly (tracebacks and native logs stay visible with --debug)."""
-    from glaviz.util.tf import import_tensorflow
+    """Have TensorFlow start quietly (its native logs stay visible with --debug).
 
-    import_tensorflow(quiet=not state.debug)
+    The import itself is the engine's: it starts TensorFlow after the checks that need none, so
+    a typo is reported before TensorFlow's start-up is paid.
+    """
+    from glaviz.util import tf
+
+    tf.QUIET = not state.debug
 
 
 def configure_logging() -> None:

@@ -174,10 +174,12 @@ def predict(config: PredictConfig, *, progress: bool = False) -> PredictResult:
     from glaviz.engine.inference import BatchedModel, batch_size_for_budget
     from glaviz.engine.loading import load_for_inference
     from glaviz.published.benchmark import BenchmarkDataset
+    from glaviz.util.tf import import_tensorflow
 
     output, dataset, tta, mc = Path(config.output), Path(config.dataset), config.tta, config.mc
     refuse_existing(output, overwrite=config.overwrite)
     preflight(config)
+    import_tensorflow()  # only now: everything checkable without it has been checked
     model = load_for_inference(
         config.weights, features=config.features, mc_dropout=mc > 0, precision=config.precision
     )

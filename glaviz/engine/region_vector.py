@@ -118,8 +118,11 @@ def optimise_bias(config: OptimiseBiasConfig, *, progress: bool = False) -> Bias
     configuration model's, checked once when it is built.
     """
     output = Path(config.output)
+    from glaviz.util.tf import import_tensorflow
+
     refuse_existing(output, overwrite=config.overwrite)
     preflight(config)
+    import_tensorflow()  # only now: everything checkable without it has been checked
     model, regions = _region_model(config.weights)
     with _open_stack(config.stack) as dataset:
         descent = _descend(dataset, model, config, progress=progress)

@@ -45,8 +45,15 @@ def _without_keras_extras() -> Iterator[None]:
                 del sys.modules[name]
 
 
-def import_tensorflow(*, quiet: bool = True) -> Any:
-    """Import TensorFlow (and probe devices) quietly; return the module."""
+#: Whether :func:`import_tensorflow` hides TensorFlow's start-up lines by default; the CLI turns
+#: it off for ``--debug`` before an engine starts TensorFlow.
+QUIET = True
+
+
+def import_tensorflow(*, quiet: bool | None = None) -> Any:
+    """Import TensorFlow (and probe devices), quietly unless told (default: :data:`QUIET`);
+    return the module."""
+    quiet = QUIET if quiet is None else quiet
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     # 3 also hides native ERROR lines that TensorFlow prints for recoverable conditions (e.g. a

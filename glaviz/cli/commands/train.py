@@ -74,6 +74,9 @@ def train(
             return {"status": "skipped", "outputs": [str(bundle)]}
     prepare_tensorflow()
     from glaviz.training.train import train as run_train
+    from glaviz.util.tf import import_tensorflow
+
+    import_tensorflow()  # the configuration is checked: start TensorFlow now, quietly
 
     result = run_train(settings, config_path=config, resume=resume, progress=state.show_progress)
     if not state.quiet:
