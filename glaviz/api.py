@@ -17,9 +17,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from glaviz.acquire.run import AcquireResult, SearchResult
     from glaviz.calibration.fit import CalibrationFit
+    from glaviz.change import ChangeResult
     from glaviz.config import (
+        AcquireConfig,
         CalibrateConfig,
+        ChangeConfig,
         CommandConfig,
         DeployConfig,
         EvaluateConfig,
@@ -195,3 +199,30 @@ def inventory(
     from glaviz.inventory import build_inventory
 
     return build_inventory(config, progress=progress)
+
+
+def acquire(
+    config: AcquireConfig, *, progress: bool = False, check: bool = True
+) -> AcquireResult | SearchResult | Skipped:
+    """Sentinel-2 reflectance and Copernicus elevation for a region and a season, as a
+    deploy-ready folder (``glaviz acquire``); the engine writes ``acquire.json`` among the
+    outputs. With ``search_only`` the ranked dates are the result and nothing is written."""
+    config, skipped = _prepare(config, check)
+    if skipped is not None:
+        return skipped
+    from glaviz.acquire.run import acquire as run
+
+    return run(config, progress=progress)
+
+
+def change(
+    config: ChangeConfig, *, progress: bool = False, check: bool = True
+) -> ChangeResult | Skipped:
+    """Glacier change between dates, glacier by glacier (``glaviz change``); the engine writes
+    its own run.json. ``result.table`` is the glacier table as a GeoDataFrame."""
+    config, skipped = _prepare(config, check)
+    if skipped is not None:
+        return skipped
+    from glaviz.change import compute_change
+
+    return compute_change(config, progress=progress)

@@ -24,11 +24,13 @@ LAYERS: dict[str, int] = {
     "runs": 2,
     "registry": 2,
     "model": 3,
+    "acquire": 4,
     "engine": 4,
     "features": 4,
     "evaluation": 4,
     "calibration": 4,
     "inventory": 4,
+    "change": 4,
     "training": 4,
     "samples": 4,
     "api": 5,
@@ -47,6 +49,9 @@ SAME_LAYER = {
     ("calibration", "evaluation"),
     ("inventory", "features"),
     ("samples", "features"),
+    ("acquire", "features"),
+    ("change", "inventory"),
+    ("change", "engine"),
 }
 
 #: Upward imports the page documents; each is inside a function (checked below).

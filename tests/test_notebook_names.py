@@ -1,4 +1,5 @@
-"""``glaviz.inventory`` and ``glaviz.change`` are both notebook functions and packages."""
+"""``glaviz.inventory``, ``glaviz.change`` and ``glaviz.acquire`` are notebook functions and
+packages at once."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["inventory", "change"])
+@pytest.mark.parametrize("name", ["inventory", "change", "acquire"])
 def test_the_function_survives_importing_its_package(name: str, monkeypatch) -> None:
     import glaviz
     import glaviz.api

@@ -218,6 +218,9 @@ def _parameter(
         cli_type = list[item]  # type: ignore[valid-type]
     else:
         cli_type = base
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if "metavar" in extra:  # a field that names its own (``--bbox W,S,E,N``)
+        metavar = str(extra["metavar"])
 
     if argument is not None:
         if origin in (list, tuple):  # NAME...: any number of positional values

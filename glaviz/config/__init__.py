@@ -7,8 +7,10 @@ in sections because a training run is described by a file rather than typed opti
 command line for every command, train included; the models themselves import nothing heavy.
 """
 
+from glaviz.config.acquire import AcquireConfig
 from glaviz.config.base import CommandConfig
 from glaviz.config.calibrate import CalibrateConfig
+from glaviz.config.change import ChangeConfig
 from glaviz.config.deploy import DeployConfig
 from glaviz.config.evaluate import EvaluateConfig
 from glaviz.config.features import FeaturesConfig
@@ -18,7 +20,9 @@ from glaviz.config.optimise_bias import OptimiseBiasConfig
 from glaviz.config.predict import PredictConfig
 
 __all__ = [
+    "AcquireConfig",
     "CalibrateConfig",
+    "ChangeConfig",
     "CommandConfig",
     "DeployConfig",
     "EvaluateConfig",

@@ -243,8 +243,9 @@ REFLECTANCE_MAX = 10.0
 REFLECTANCE_MIN = -1.0
 #: How to turn digital numbers into what the model reads, for every message that refuses them.
 REFLECTANCE_FIX = (
-    "divide digital numbers by the product's quantification value (Sentinel-2 L1C: 10000) "
-    "and store float32, then rebuild the stack with glaviz features"
+    "convert digital numbers with the product's own constants, (DN + RADIO_ADD_OFFSET) / "
+    "QUANTIFICATION_VALUE (Sentinel-2 L1C since 2022: (DN - 1000) / 10000), and store float32, "
+    "then rebuild the stack with glaviz features (glaviz acquire does all of this)"
 )
 
 

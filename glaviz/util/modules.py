@@ -1,8 +1,8 @@
 """Packages that share their name with a notebook function of ``glaviz``.
 
-``glaviz.inventory(config)`` and ``glaviz.change(config)`` are functions (see ``glaviz/__init__``),
-and ``glaviz.inventory`` and ``glaviz.change`` are also the packages of their engines. Importing a
-subpackage makes Python set it as an attribute of its parent, so the first ``import
+``glaviz.inventory(config)``, ``glaviz.change(config)`` and ``glaviz.acquire(config)`` are
+functions (see ``glaviz/__init__``), and also the names of the packages of their engines.
+Importing a subpackage makes Python set it as an attribute of its parent, so the first ``import
 glaviz.change`` anywhere (the engine itself does it) would replace the function with the module,
 and ``glaviz.change(config)`` would fail with "'module' object is not callable". Making the package
 callable, as that function, keeps both meanings working in any import order.
