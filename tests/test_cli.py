@@ -180,7 +180,8 @@ def test_results_report_the_command_lines() -> None:
         timings={"loop_s": 3.0},
     )
     assert deployed.summary() == (
-        "6 windows in 3.0 s (2.00 windows/s); glacier 25.0 % of valid pixels, 2 polygons; "
+        "6 of 6 windows computed in 3.0 s (2.00 windows/s); glacier 25.0 % of valid pixels, "
+        "2 polygons; "
         "outputs in out/"
     )
     assert deployed.to_json() == {

@@ -27,6 +27,11 @@ MAX_SMOOTHING = 101
 MAX_BATCH_SIZE = 4096
 
 
+#: Default ``--roi-buffer`` around a reference inventory's glaciers, in metres: what a glacier
+#: can advance in decades, plus the context of a window (docs/deploy.md argues it).
+REFERENCE_BUFFER_M = 2000.0
+
+
 def default_outdir(stack: Path) -> Path:
     """``<stack stem>.glaviz/`` beside the stack: where deploy writes when no ``-o`` is given."""
     return stack.with_name(f"{stack.stem}.glaviz")
@@ -93,6 +98,23 @@ class DeployConfig(CommandConfig):
         description="float32 (published numbers), bfloat16 (CPUs with AVX512-BF16/AMX, GPUs), "
         "float16 (GPUs).",
     )
+    roi: Path | None = Field(
+        None,
+        description="Region of interest: a vector file (GeoPackage, shapefile, GeoJSON …) or a "
+        "raster mask (non-zero = inside). Only windows that meet it are computed; pixels outside "
+        "it are written as not mapped (the outlines' nodata).",
+    )
+    roi_buffer: float | None = Field(
+        None,
+        ge=0,
+        description="Grow the region of interest by this many metres (default: 0 for roi, "
+        f"{REFERENCE_BUFFER_M:g} for roi_from_reference).",
+    )
+    roi_from_reference: Path | None = Field(
+        None,
+        description="Region of interest from an RGI-style glacier inventory: its glaciers "
+        f"grown by roi_buffer (default {REFERENCE_BUFFER_M:g} m).",
+    )
     probabilities: bool = Field(False, description="Also write probabilities.tif.")
     vector: bool = Field(True, description="Write the outlines.gpkg polygons.")
     quicklook: bool = Field(True, description="Write quicklook.png.")
@@ -111,6 +133,39 @@ class DeployConfig(CommandConfig):
                 "use either region_vector (--region-vector) or coordinate_encoding, not both"
             )
         return self
+
+    @model_validator(mode="after")
+    def _one_roi(self) -> DeployConfig:
+        if self.roi is not None and self.roi_from_reference is not None:
+            raise ValueError(
+                "use either roi (--roi) or roi_from_reference (--roi-from-reference), not both; "
+                "merge the two regions into one file if you need both"
+            )
+        if self.roi_buffer is not None and self.roi is None and self.roi_from_reference is None:
+            raise ValueError(
+                "roi_buffer (--roi-buffer) grows a region of interest: give --roi FILE or "
+                "--roi-from-reference FILE with it"
+            )
+        return self
+
+    @property
+    def roi_buffer_m(self) -> float:
+        """The buffer around the region of interest in metres, defaulted per source."""
+        if self.roi_buffer is not None:
+            return float(self.roi_buffer)
+        return REFERENCE_BUFFER_M if self.roi_from_reference is not None else 0.0
+
+    def input_files(self) -> dict[str, Path]:
+        """The inputs, with a shapefile region's side files (.dbf, .shx, .prj …): editing its
+        attributes or projection changes only those, and must make --skip-existing recompute."""
+        found = super().input_files()
+        for name in ("roi", "roi_from_reference"):
+            path = found.get(name)
+            if path is not None and path.suffix.lower() == ".shp" and path.parent.is_dir():
+                for side in sorted(path.parent.glob(f"{path.stem}.*")):
+                    if side != path and side.is_file():
+                        found[f"{name}:{side.suffix.lower().lstrip('.')}"] = side
+        return found
 
     @property
     def outdir(self) -> Path:

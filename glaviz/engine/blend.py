@@ -101,15 +101,23 @@ class RowBlender:
         """True once every window row has been added."""
         return self._next_row == len(self.grid.row_origins)
 
-    def add_row(self, k: int, probs: np.ndarray) -> None:
-        """Add window row ``k``: softmax of shape ``(n_col_windows, patch, patch, n_classes)``."""
+    def add_row(self, k: int, probs: np.ndarray, keep: np.ndarray | None = None) -> None:
+        """Add window row ``k``: softmax of shape ``(n_col_windows, patch, patch, n_classes)``.
+
+        ``keep``: ``(n_col_windows,)`` bool, the windows that were computed; ``probs`` then holds
+        only those, left to right. A window left out adds nothing: pixels that no computed
+        window covers come out as NaN, every other pixel as the blend of the windows computed.
+        """
         grid = self.grid
         if k != self._next_row:
             raise InputError(
                 f"window rows must be added in order 0, 1, 2, …: expected row {self._next_row}, "
                 f"got {k} (grid has {len(grid.row_origins)} window rows)"
             )
-        expected = (len(grid.col_origins), grid.patch, grid.patch, self.n_classes)
+        columns = list(enumerate(grid.col_origins))
+        if keep is not None:
+            columns = [c for c, kept in zip(columns, keep, strict=True) if kept]
+        expected = (len(columns), grid.patch, grid.patch, self.n_classes)
         if probs.shape != expected:
             raise InputError(
                 f"window row {k} has shape {probs.shape}, expected {expected} "
@@ -120,9 +128,9 @@ class RowBlender:
         top = row - self._buffer_start
         rows = slice(top, top + grid.patch)
         weighted = np.empty((grid.patch, grid.patch, self.n_classes), ACCUMULATOR_DTYPE)
-        for j, col in enumerate(grid.col_origins):
+        for i, (_, col) in enumerate(columns):
             cols = slice(col, col + grid.patch)
-            np.multiply(self._weights3, probs[j], out=weighted)
+            np.multiply(self._weights3, probs[i], out=weighted)
             self._weighted[rows, cols] += weighted
             self._counts[rows, cols] += self._weights
         self._next_row += 1
@@ -173,7 +181,12 @@ class RowBlender:
             return
         rows = slice(first - self._buffer_start, last - self._buffer_start)
         cols = grid.scene_cols
-        finished = self._weighted[rows, cols] / self._counts[rows, cols, np.newaxis]
+        counts = self._counts[rows, cols, np.newaxis]
+        if np.all(counts > 0):
+            finished = self._weighted[rows, cols] / counts
+        else:  # windows were left out: no weight means no prediction
+            finished = np.full(self._weighted[rows, cols].shape, np.nan, ACCUMULATOR_DTYPE)
+            np.divide(self._weighted[rows, cols], counts, out=finished, where=counts > 0)
         if self._ready_start is None:
             self._ready_start = first - grid.pad_top
         self._ready.append(finished.astype(self.dtype, copy=False))

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from glaviz.engine.loading import InferenceModel, LocationMode, ModelCache, WeightsInfo
     from glaviz.engine.quicklook import Quicklook
     from glaviz.engine.reader import StackInfo
+    from glaviz.engine.roi import RoiMask
+    from glaviz.engine.selection import SelectionCounts
     from glaviz.engine.tiling import TileGrid
     from glaviz.published.stack_layout import StackLayout
 
@@ -67,7 +69,12 @@ PredictorFactory = Callable[[Any, int, DeployConfig], Predictor]
 
 @dataclass
 class DeployResult:
-    """What a deploy run produced and how long its parts took."""
+    """What a deploy run produced and how long its parts took.
+
+    ``windows``: the windows of the grid; ``selection``: how many were computed and how many
+    each rule left out (:class:`~glaviz.engine.selection.SelectionCounts`); ``pixels``: mapped,
+    invalid input and not mapped (outside the region of interest).
+    """
 
     outdir: Path
     outputs: list[Path]
@@ -76,28 +83,49 @@ class DeployResult:
     glacier_fraction: float
     timings: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
+    selection: SelectionCounts | None = None
+    pixels: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def windows_computed(self) -> int:
+        return self.selection.computed if self.selection is not None else self.windows
 
     def summary(self) -> str:
         """The line ``glaviz deploy`` prints."""
         loop_s = self.timings["loop_s"]
+        computed = self.windows_computed
+        skipped = ""
+        if self.selection is not None and computed < self.windows:
+            parts = [f"{self.selection.no_valid_pixel} without a valid pixel"]
+            if self.settings.get("roi"):
+                parts.append(f"{self.selection.outside_roi} outside the region of interest")
+            skipped = f" ({', '.join(parts)} skipped)"
+        not_mapped = self.pixels.get("not_mapped", 0)
         return (
-            f"{self.windows} windows in {loop_s:.1f} s "
-            f"({self.windows / max(loop_s, 1e-9):.2f} windows/s); "
+            f"{computed} of {self.windows} windows computed{skipped} in {loop_s:.1f} s "
+            f"({computed / max(loop_s, 1e-9):.2f} windows/s); "
             f"glacier {100 * self.glacier_fraction:.1f} % of valid pixels"
             + (f", {self.polygons} polygons" if self.polygons is not None else "")
+            + (f"; {not_mapped} pixels not mapped" if not_mapped else "")
             + f"; outputs in {self.outdir}/"
         )
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` object of ``glaviz deploy``, less the ``status`` the CLI adds."""
+        counts: dict[str, Any] = {
+            "windows": self.windows,
+            "polygons": self.polygons,
+            "glacier_fraction": self.glacier_fraction,
+        }
+        if self.selection is not None:
+            counts["windows_computed"] = self.selection.computed
+            counts["windows_skipped_no_valid_pixel"] = self.selection.no_valid_pixel
+            counts["windows_skipped_outside_roi"] = self.selection.outside_roi
+        counts.update({f"pixels_{k}": v for k, v in self.pixels.items()})
         return {
             "outdir": str(self.outdir),
             "outputs": [str(p) for p in self.outputs],
-            "counts": {
-                "windows": self.windows,
-                "polygons": self.polygons,
-                "glacier_fraction": self.glacier_fraction,
-            },
+            "counts": counts,
             "timings": self.timings,
         }
 
@@ -108,12 +136,16 @@ def deploy(
     progress: bool = False,
     predictor: PredictorFactory | None = None,
     models: ModelCache | None = None,
+    skip_empty: bool = True,
 ) -> DeployResult:
     """Map glaciers on ``config.stack`` and write the outputs into ``config.outdir``.
 
     ``models``: a cache of loaded models, for a process that deploys scene after scene.
+    ``skip_empty``: leave out windows with no valid pixel (:mod:`glaviz.engine.selection`);
+    False computes every window of the grid (benchmarks and tests compare the two).
     """
     from glaviz.engine.reader import StackReader
+    from glaviz.engine.selection import WindowSelection
     from glaviz.engine.writer import SceneWriter, write_record
     from glaviz.util.tf import import_tensorflow
 
@@ -132,6 +164,9 @@ def deploy(
         stack.enter_context(_gdal_env(checked))
         plan = DeployPlan.resolve(config, predictor=predictor, models=models, checked=checked)
         loop_timings = LoopTimings()
+        selection = WindowSelection(
+            plan.grid, allowed=plan.allowed, skip_empty=skip_empty, halo=plan.halo
+        )
         reader = stack.enter_context(StackReader(config.stack, **plan.reader_options()))
         writer = stack.enter_context(SceneWriter(outputs, **plan.writer_options()))
         bar = stack.enter_context(
@@ -149,6 +184,8 @@ def deploy(
                     bar=bar,
                     prefetch=plan.prefetch(reader.strip_nbytes()),
                     blend=plan.blend,
+                    selection=selection,
+                    n_classes=plan.model.config.n_classes,
                 )
             )
         )
@@ -162,7 +199,8 @@ def deploy(
         timings.update(summary.timings)
         timings["tensorflow_s"] = tensorflow_s
         timings["total_s"] = time.perf_counter() - started - tensorflow_s
-        write_record(outputs, plan.record(summary, timings))
+        settings = {**plan.settings, "skip_empty": skip_empty}
+        write_record(outputs, plan.record(summary, timings, selection.counts, settings))
         return DeployResult(
             outdir=outputs.outdir,
             outputs=outputs.commit(),
@@ -170,7 +208,9 @@ def deploy(
             polygons=summary.polygons,
             glacier_fraction=summary.glacier_fraction,
             timings=timings,
-            settings=plan.settings,
+            settings=settings,
+            selection=selection.counts,
+            pixels=summary.pixels(),
         )
 
 
@@ -225,6 +265,16 @@ class DeployCheck:
     calibration: CalibrationModel | None
     calibration_source: str | None
     disk_needed: int
+    roi: RoiMask | None = None
+    #: Windows that meet the region of interest (None: no region, every window).
+    allowed: np.ndarray | None = None
+    #: Pixels a window's outputs reach beyond it (the smoothing's half size).
+    halo: int = 0
+
+    @property
+    def windows_to_consider(self) -> int:
+        """Windows the run may compute: those meeting the region of interest, or all."""
+        return self.grid.n_windows if self.allowed is None else int(self.allowed.sum())
 
     @property
     def location(self) -> np.ndarray | SceneCoordinates | None:
@@ -281,6 +331,7 @@ def preflight(config: DeployConfig) -> DeployCheck:
             f"{short} (a few pixels, e.g. 3 or 5, is usual)"
         )
     grid = tile_grid(stack.height, stack.width, arch.patch_size)
+    roi, allowed, halo = _region_of_interest(config, stack, grid)
     needed = disk_space_needed(
         stack.height, stack.width, n_classes=arch.n_classes, probabilities=config.probabilities
     )
@@ -304,7 +355,37 @@ def preflight(config: DeployConfig) -> DeployCheck:
         calibration=calibration,
         calibration_source=source,
         disk_needed=needed,
+        roi=roi,
+        allowed=allowed,
+        halo=halo,
     )
+
+
+def smoothing_halo(smoothing: int) -> int:
+    """Pixels beyond a window that its outputs reach: a median of size ``N`` at a pixel reads
+    the argmax of pixels up to ``N // 2`` away (none without smoothing)."""
+    return smoothing // 2 if smoothing > 1 else 0
+
+
+def _region_of_interest(
+    config: DeployConfig, stack: StackInfo, grid: TileGrid
+) -> tuple[RoiMask | None, np.ndarray | None, int]:
+    """The region of interest on the stack's grid, the windows that meet it, and the halo."""
+    from glaviz.engine.roi import load_roi
+
+    halo = smoothing_halo(config.smoothing)
+    roi = load_roi(config, stack)
+    if roi is None:
+        return None, None, halo
+    allowed = roi.window_hits(grid, halo)
+    log.info(
+        "region of interest %s: %.1f %% of the scene, %d of %d windows",
+        roi.source.path,
+        100 * roi.inside / (stack.height * stack.width),
+        int(allowed.sum()),
+        grid.n_windows,
+    )
+    return roi, allowed, halo
 
 
 @dataclass
@@ -323,6 +404,9 @@ class DeployPlan:
     calibration_source: str | None
     batch_size: int
     predictor: Predictor
+    roi: RoiMask | None
+    allowed: np.ndarray | None
+    halo: int
     quicklook: Quicklook | None
     timings: dict[str, float]
 
@@ -370,14 +454,17 @@ class DeployPlan:
             largest = batch_size_for_budget(
                 arch, budget_mb=config.activation_budget_mb, tta=config.tta
             )
-        if largest > grid.n_windows:
+        # Windows outside the region of interest are never computed; those without a valid
+        # pixel are known only as the stack is read, so they still count here.
+        windows = max(checked.windows_to_consider, 1)
+        if largest > windows:
             log.info(
                 "batch size %d is more than the scene's %d windows; using at most %d",
                 largest,
-                grid.n_windows,
-                grid.n_windows,
+                windows,
+                windows,
             )
-        batch = best_batch_size(grid.n_windows, largest)
+        batch = best_batch_size(windows, largest)
         factory = predictor or (models.runner if models is not None else BatchedModel.for_deploy)
         return cls(
             config=config,
@@ -391,12 +478,22 @@ class DeployPlan:
             calibration_source=checked.calibration_source,
             batch_size=batch,
             predictor=factory(model, batch, config),
-            quicklook=Quicklook(stack.height, stack.width) if config.quicklook else None,
+            roi=checked.roi,
+            allowed=checked.allowed,
+            halo=checked.halo,
+            quicklook=(
+                Quicklook(stack.height, stack.width, legend=checked.roi is not None)
+                if config.quicklook
+                else None
+            ),
             timings=timings,
         )
 
     def reader_options(self) -> dict[str, Any]:
+        from glaviz.engine.selection import rows_to_read
+
         return {
+            "rows_needed": rows_to_read(self.grid, self.allowed, self.halo),
             "layout": self.stack,
             "groups": self.model.groups,
             "stats": self.model.stats,
@@ -415,6 +512,7 @@ class DeployPlan:
             "probabilities": c.probabilities,
             "vector": c.vector,
             "quicklook": self.quicklook,
+            "roi": self.roi,
         }
 
     def prefetch(self, strip_nbytes: int) -> int:
@@ -449,10 +547,18 @@ class DeployPlan:
             "probabilities": c.probabilities,
             "vector": c.vector,
             "quicklook": c.quicklook,
+            "roi": self.roi.source.record() if self.roi is not None else None,
         }
 
-    def record(self, summary: Any, timings: dict[str, float]) -> dict[str, Any]:
-        """The run record: the configuration (a valid ``--config``), settings, scene, timings."""
+    def record(
+        self,
+        summary: Any,
+        timings: dict[str, float],
+        selection: SelectionCounts,
+        settings: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The run record: the configuration (a valid ``--config``), settings, scene, windows
+        computed and skipped, pixels mapped / invalid / not mapped, timings."""
         grid = self.grid
         windows = grid.n_windows
         from glaviz.runs.records import run_record
@@ -461,7 +567,7 @@ class DeployPlan:
             # glaviz version, command, config (a valid --config) and fingerprint (--skip-existing)
             **run_record(self.config, command="deploy", weights=self.model.path),
             "versions": _versions(),
-            "settings": self.settings,
+            "settings": settings,
             "scene": {
                 "height": grid.height,
                 "width": grid.width,
@@ -470,7 +576,13 @@ class DeployPlan:
                 "padding": [grid.pad_top, grid.pad_left],
             },
             "windows": windows,
-            "windows_per_s": windows / max(timings["loop_s"], 1e-9),
+            "windows_computed": selection.computed,
+            "windows_skipped": {
+                "no_valid_pixel": selection.no_valid_pixel,
+                "outside_roi": selection.outside_roi,
+            },
+            "pixels": summary.pixels(),
+            "windows_per_s": selection.computed / max(timings["loop_s"], 1e-9),
             "model_share_of_loop": timings["model_s"] / max(timings["loop_s"], 1e-9),
             "glacier_fraction_of_valid": summary.glacier_fraction,
             "polygons": summary.polygons,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ import numpy as np
 
 from glaviz.engine.blend import RowBlender
 from glaviz.engine.reader import SceneRowQueue, SceneRows, WindowRow
+from glaviz.engine.selection import WindowSelection
 from glaviz.engine.tiling import TileGrid
 from glaviz.errors import ConfigError, OutOfMemoryError
 from glaviz.util.progress import Progress
@@ -135,30 +137,45 @@ class Prefetcher:
         self._thread.join(timeout=timeout)
 
 
+#: A window row whose model outputs are complete: ``(k, probs, keep)``. ``probs`` holds the
+#: computed windows only (None when none was), ``keep`` which ones they are (None: all).
+ReadyRow = tuple[int, np.ndarray | None, np.ndarray | None]
+
+
 class CrossRowBatcher:
     """Fills every model batch, across window rows, and hands back rows once complete.
 
     A scene whose window rows hold fewer windows than a batch (or not a multiple of it) would
     otherwise run padded batches on every row; here only the very last batch is padded.
+    Windows a :class:`~glaviz.engine.selection.WindowSelection` leaves out never enter a batch.
     """
 
     def __init__(self, predictor: Any, per_row: int) -> None:
         self.predictor = predictor
         self.per_row = per_row
         self._inputs: dict[str, list[np.ndarray]] = {}
-        self._rows: list[int] = []
+        self._rows: list[tuple[int, int, np.ndarray | None]] = []
         self._done: list[np.ndarray] = []
 
-    def add(self, k: int, inputs: dict[str, list[np.ndarray]]) -> list[tuple[int, np.ndarray]]:
+    def add(
+        self, k: int, inputs: dict[str, list[np.ndarray]], keep: np.ndarray | None = None
+    ) -> list[ReadyRow]:
+        """Queue window row ``k`` (only its windows where ``keep`` is True)."""
+        if keep is not None:
+            inputs = {
+                name: [w for w, kept in zip(windows, keep, strict=True) if kept]
+                for name, windows in inputs.items()
+            }
+        n = self.per_row if keep is None else int(np.count_nonzero(keep))
         for name, windows in inputs.items():
             self._inputs.setdefault(name, []).extend(windows)
-        self._rows.append(k)
+        self._rows.append((k, n, keep))
         size = self.predictor.batch_size
-        while len(next(iter(self._inputs.values()))) >= size:
+        while self._inputs and len(next(iter(self._inputs.values()))) >= size:
             self._run(size)
         return self._complete_rows()
 
-    def flush(self) -> list[tuple[int, np.ndarray]]:
+    def flush(self) -> list[ReadyRow]:
         pending = len(next(iter(self._inputs.values()), []))
         if pending:
             self._run(pending)
@@ -175,11 +192,12 @@ class CrossRowBatcher:
             raise
         self._done.extend(probs)
 
-    def _complete_rows(self) -> list[tuple[int, np.ndarray]]:
-        ready = []
-        while self._rows and len(self._done) >= self.per_row:
-            ready.append((self._rows.pop(0), np.stack(self._done[: self.per_row])))
-            self._done = self._done[self.per_row :]
+    def _complete_rows(self) -> list[ReadyRow]:
+        ready: list[ReadyRow] = []
+        while self._rows and len(self._done) >= self._rows[0][1]:
+            k, n, keep = self._rows.pop(0)
+            ready.append((k, np.stack(self._done[:n]) if n else None, keep))
+            self._done = self._done[n:]
         return ready
 
 
@@ -218,28 +236,38 @@ def window_loop(
     bar: Progress | None = None,
     prefetch: int = 1,
     blend: str = "gaussian",
+    selection: WindowSelection | None = None,
+    n_classes: int | None = None,
 ) -> Iterator[BlendedRows]:
     """Predict and blend every window row of ``grid``; yield scene rows as they become final.
 
     ``blend``: the window weights (:data:`~glaviz.engine.tiling.BLEND_KINDS`).
     ``prefetch``: window rows the reader may run ahead of the model. ``timings`` is filled in as
-    the loop runs; ``bar`` advances by the windows done.
+    the loop runs; ``bar`` advances by the windows done. ``selection``: which windows to
+    compute (None: all); pixels no computed window covers come out as NaN. ``n_classes``: the
+    model's classes, needed only when a selection may leave every window out.
     """
     timings = LoopTimings() if timings is None else timings
     batches = CrossRowBatcher(predictor, len(grid.col_origins))
-    rows = RowAssembler(grid, blend=blend)
+    rows = RowAssembler(grid, blend=blend, n_classes=n_classes)
     reader = Prefetcher(iter(source), depth=prefetch)
+    waiting: deque[WindowRow] = deque()  # read, not yet decided by the selection
     started = time.perf_counter()
     try:
         t_wait = time.perf_counter()
         for item in reader:
             timings.wait_s += time.perf_counter() - t_wait
             rows.note(item.rows)
-            t = time.perf_counter()
-            ready = batches.add(item.k, item.inputs)
-            timings.model_s += time.perf_counter() - t
-            yield from rows.add(ready, timings, bar)
+            if selection is not None:
+                selection.note(item.rows)
+            waiting.append(item)
+            decided = _decidable(waiting, selection)
+            yield from _compute(decided, selection, batches, rows, timings, bar)
             t_wait = time.perf_counter()
+        if selection is not None:
+            selection.finish()
+        decided = _decidable(waiting, selection)
+        yield from _compute(decided, selection, batches, rows, timings, bar)
         t = time.perf_counter()
         ready = batches.flush()
         timings.model_s += time.perf_counter() - t
@@ -250,16 +278,43 @@ def window_loop(
         timings.loop_s += time.perf_counter() - started
 
 
+def _compute(
+    items: Iterable[WindowRow],
+    selection: WindowSelection | None,
+    batches: CrossRowBatcher,
+    rows: RowAssembler,
+    timings: LoopTimings,
+    bar: Progress | None,
+) -> Iterator[BlendedRows]:
+    """Send the selected windows of ``items`` to the model; blend the rows that complete."""
+    for item in items:
+        keep = selection.keep(item.k) if selection is not None else None
+        t = time.perf_counter()
+        ready = batches.add(item.k, item.inputs, keep)
+        timings.model_s += time.perf_counter() - t
+        yield from rows.add(ready, timings, bar)
+
+
+def _decidable(waiting: deque[WindowRow], selection: WindowSelection | None) -> Iterator[WindowRow]:
+    """The waiting window rows whose selection can be decided now, in order."""
+    while waiting and (selection is None or selection.ready(waiting[0].k)):
+        yield waiting.popleft()
+
+
 class RowAssembler:
     """Blends predicted window rows and pairs each finished block of scene rows with the facts
     the reader found for the same rows (their validity)."""
 
-    def __init__(self, grid: TileGrid, *, blend: str = "gaussian") -> None:
+    def __init__(
+        self, grid: TileGrid, *, blend: str = "gaussian", n_classes: int | None = None
+    ) -> None:
         self.grid = grid
         self.blend = blend
+        self.n_classes = n_classes
         self._blender: RowBlender | None = None
         self._pending = SceneRowQueue()
         self._with_rows = False
+        self._early: list[ReadyRow] = []  # rows with nothing computed, before the classes are known
 
     def note(self, rows: SceneRows | None) -> None:
         """Hold the facts of newly read scene rows until their predictions are final."""
@@ -268,27 +323,48 @@ class RowAssembler:
             self._pending.put(rows)
 
     def add(
-        self, ready: list[tuple[int, np.ndarray]], timings: LoopTimings, bar: Progress | None
+        self, ready: list[ReadyRow], timings: LoopTimings, bar: Progress | None
     ) -> Iterator[BlendedRows]:
         grid = self.grid
         per_row = len(grid.col_origins)
-        for k, probs in ready:
+        for k, probs, keep in ready:
             t = time.perf_counter()
-            if self._blender is None:
-                self._blender = RowBlender(
-                    grid, probs.shape[-1], dtype=np.float64, blend=self.blend
-                )
-            self._blender.add_row(k, probs.reshape(per_row, grid.patch, grid.patch, -1))
-            done = self._blender.pop_finished()
+            blender = self._blender_for(probs)
+            if blender is None:
+                self._early.append((k, probs, keep))
+                continue
+            for early in self._early:
+                self._add_row(blender, *early)
+            self._early = []
+            self._add_row(blender, k, probs, keep)
+            done = blender.pop_finished()
             timings.blend_s += time.perf_counter() - t
             if bar is not None:
                 bar.advance(per_row)
             if done is not None:
                 yield self._pair(*done)
 
+    def _blender_for(self, probs: np.ndarray | None) -> RowBlender | None:
+        if self._blender is None:
+            classes = probs.shape[-1] if probs is not None else self.n_classes
+            if classes is None:
+                return None
+            self._blender = RowBlender(self.grid, classes, dtype=np.float64, blend=self.blend)
+        return self._blender
+
+    def _add_row(
+        self, blender: RowBlender, k: int, probs: np.ndarray | None, keep: np.ndarray | None
+    ) -> None:
+        grid = self.grid
+        n = len(grid.col_origins) if keep is None else int(np.count_nonzero(keep))
+        shape = (n, grid.patch, grid.patch, blender.n_classes)
+        blender.add_row(k, probs.reshape(shape) if probs is not None else np.zeros(shape), keep)
+
     def finish(self) -> Iterator[BlendedRows]:
         if self._blender is None:
-            raise ConfigError("internal: the window grid produced no windows")
+            raise ConfigError(
+                "internal: no window was computed and the model's classes are unknown"
+            )
         done = self._blender.finish()
         if done is not None:
             yield self._pair(*done)

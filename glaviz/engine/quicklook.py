@@ -3,8 +3,10 @@
 People look at a map before they read numbers. The quicklook is two panels side by side, at
 most :data:`MAX_SIDE` pixels on the long side in total: left the optical input (red, green,
 blue, a 2–98 % stretch) with the glacier outlines drawn in ice blue, right the confidence on a
-dark-to-bright scale; invalid pixels are grey. It is built while the scene streams by, from a
-nearest-neighbour sample of rows and columns, so it costs a few MB and no second read.
+dark-to-bright scale; invalid input is grey, and pixels outside a region of interest (not
+mapped) are dark violet, so that no one reads them as "no ice"; with a region of interest a
+legend below the panels names the three colours. It is built while the scene streams by, from
+a nearest-neighbour sample of rows and columns, so it costs a few MB and no second read.
 """
 
 from __future__ import annotations
@@ -19,11 +21,20 @@ MAX_SIDE = 2048
 GAP = 8
 OUTLINE_RGB = (0, 170, 255)
 INVALID_RGB = (128, 128, 128)
+NOT_MAPPED_RGB = (72, 40, 96)
+#: Height of the legend strip under the panels, in pixels.
+LEGEND_HEIGHT = 20
+LEGEND = (
+    ("glacier outline", OUTLINE_RGB),
+    ("invalid input", INVALID_RGB),
+    ("not mapped (outside the region of interest)", NOT_MAPPED_RGB),
+)
 
 
-def panel_shape(height: int, width: int) -> tuple[int, int]:
-    """Size of one panel: the scene scaled so that two panels side by side fit :data:`MAX_SIDE`."""
-    scale = min(1.0, (MAX_SIDE - GAP) / (2 * width), MAX_SIDE / height)
+def panel_shape(height: int, width: int, *, reserve: int = 0) -> tuple[int, int]:
+    """Size of one panel: the scene scaled so that two panels side by side fit :data:`MAX_SIDE`
+    (``reserve``: rows kept free below them, for the legend)."""
+    scale = min(1.0, (MAX_SIDE - GAP) / (2 * width), (MAX_SIDE - reserve) / height)
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
@@ -33,17 +44,22 @@ def sample_positions(size: int, n: int) -> np.ndarray:
 
 
 class Quicklook:
-    """Collects a sample of the scene rows as they are written, then renders the PNG."""
+    """Collects a sample of the scene rows as they are written, then renders the PNG.
 
-    def __init__(self, height: int, width: int) -> None:
+    ``legend``: draw the legend strip (deploy does with a region of interest).
+    """
+
+    def __init__(self, height: int, width: int, *, legend: bool = False) -> None:
         self.height, self.width = height, width
-        rows, cols = panel_shape(height, width)
+        self.legend = legend
+        rows, cols = panel_shape(height, width, reserve=LEGEND_HEIGHT if legend else 0)
         self.rows = sample_positions(height, rows)  # scene rows sampled, increasing
         # scene columns sampled (the reader picks these)
         self.columns = sample_positions(width, cols)
         # float16 is plenty for a picture and halves the canvases (≤ 2048 × 1020 pixels).
         self._rgb = np.zeros((rows, cols, 3), np.float16)
         self._outlines = np.zeros((rows, cols), np.uint8)
+        self._not_mapped = np.zeros((rows, cols), bool)
         self._confidence = np.zeros((rows, cols), np.float16)
 
     def _pick(self, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,10 +72,15 @@ class Quicklook:
         at, offsets = self._pick(start, len(rgb))
         self._rgb[at] = rgb[offsets]
 
-    def add_outlines(self, start: int, outlines: np.ndarray) -> None:
-        """Final outline rows (0, 1 or nodata) from scene row ``start``, full width."""
+    def add_outlines(
+        self, start: int, outlines: np.ndarray, not_mapped: np.ndarray | None = None
+    ) -> None:
+        """Final outline rows (0, 1 or nodata) from scene row ``start``, full width;
+        ``not_mapped``: the same rows' pixels outside the region of interest."""
         at, offsets = self._pick(start, len(outlines))
         self._outlines[at] = outlines[offsets][:, self.columns]
+        if not_mapped is not None:
+            self._not_mapped[at] = not_mapped[offsets][:, self.columns]
 
     def add_confidence(self, start: int, confidence: np.ndarray) -> None:
         at, offsets = self._pick(start, len(confidence))
@@ -77,14 +98,33 @@ class Quicklook:
         right = np.stack([grey, grey, grey], axis=-1)
         right[glacier] = (right[glacier] * np.array([0.55, 0.85, 1.0])).astype(np.uint8)
         right[invalid] = INVALID_RGB
+        rgb[self._not_mapped] = NOT_MAPPED_RGB
+        right[self._not_mapped] = NOT_MAPPED_RGB
         gap = np.full((rgb.shape[0], GAP, 3), 255, np.uint8)
-        return np.concatenate([rgb, gap, right], axis=1)
+        panels = np.concatenate([rgb, gap, right], axis=1)
+        if not self.legend:
+            return panels
+        return np.concatenate([panels, _legend(panels.shape[1])], axis=0)
 
     def write(self, path: Path) -> None:
         from PIL import Image
 
         # zlib level 1: about half the default level's time, for a slightly larger file.
         Image.fromarray(self.render()).save(path, format="PNG", compress_level=1)
+
+
+def _legend(width: int) -> np.ndarray:
+    """A white strip naming the colours: a swatch and a label per entry of :data:`LEGEND`."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width, LEGEND_HEIGHT), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    x = 4
+    for label, colour in LEGEND:
+        draw.rectangle([x, 5, x + 10, 15], fill=colour)
+        draw.text((x + 14, 4), label, fill=(0, 0, 0))
+        x += 14 + int(draw.textlength(label)) + 12
+    return np.asarray(strip)
 
 
 def _stretch(rgb: np.ndarray, invalid: np.ndarray) -> np.ndarray:

@@ -116,6 +116,11 @@ class StackReader:
     :class:`~glaviz.published.location.SceneCoordinates` (coordinate encoding at each
     window's centre).
     ``rgb_columns``: columns sampled for the quicklook, or None.
+    ``rows_needed``: ``(height,)`` bool, the scene rows any computed window (grown by its halo)
+    covers (:func:`glaviz.engine.selection.rows_to_read`); a window row whose new rows hold none
+    of them, and whose own windows are not computed, is not read at all: its windows are zeros
+    and its rows are reported invalid (they lie outside the region of interest). None: read
+    every row.
     """
 
     def __init__(
@@ -129,9 +134,11 @@ class StackReader:
         location: np.ndarray | SceneCoordinates | None = None,
         rgb_columns: np.ndarray | None = None,
         threads: int | None = None,
+        rows_needed: np.ndarray | None = None,
     ) -> None:
         import rasterio
 
+        self.rows_needed = rows_needed
         self.groups = tuple(groups)
         # Validity covers every group read, and optical always: published deploy marks invalid
         # optical pixels; a NaN elsewhere (a DEM hole, a SAR gap) would spread through the
@@ -182,8 +189,15 @@ class StackReader:
         grid, patch = self.grid, self.grid.patch
         previous: dict[str, np.ndarray] = {}
         previous_origin = 0
-        read_until = 0  # scene rows read so far
+        read_until = 0  # scene rows reported so far (read, or passed over)
         for k, row_origin in enumerate(grid.row_origins):
+            plan = read_window_from_padded(grid, row_origin, 0, width=grid.padded_width)
+            if not self._must_read(plan.scene_rows.start, read_until, plan.scene_rows.stop):
+                rows = self._passed_over(read_until, plan.scene_rows.stop)
+                read_until = max(read_until, plan.scene_rows.stop)
+                previous = {}
+                yield WindowRow(k, self._blank_inputs(row_origin), rows)
+                continue
             strips = {
                 g: np.zeros((patch, grid.padded_width, len(self.layout.bands[g])), np.float32)
                 for g in self.groups
@@ -194,17 +208,47 @@ class StackReader:
             for group, strip in strips.items():
                 if shared:
                     strip[:shared] = previous[group][row_origin - previous_origin :]
-            plan = read_window_from_padded(grid, row_origin, 0, width=grid.padded_width)
-            start = max(plan.scene_rows.start, read_until)
+            # After a window row passed over, the whole strip is read (nothing to share), but
+            # only rows not yet reported are reported: those rows lie outside every computed
+            # window's reach, so reporting them invalid before changed nothing.
+            start = max(plan.scene_rows.start, read_until) if previous else plan.scene_rows.start
             stop = plan.scene_rows.stop
             top = start + grid.pad_top - row_origin  # strip row of scene row ``start``
             scene_rows = self._read(start, stop, strips, top)
+            if start < read_until:
+                scene_rows = scene_rows.split(min(read_until, stop) - start)[1]
             read_until = max(read_until, stop)
             previous, previous_origin = strips, row_origin
             inputs = {g: [s[:, c : c + patch] for c in grid.col_origins] for g, s in strips.items()}
             if self.location is not None:
                 inputs["location"] = self._location(row_origin)
             yield WindowRow(k, inputs, scene_rows)
+
+    def _must_read(self, start: int, read_until: int, stop: int) -> bool:
+        """Whether a window row's strip is read: always without ``rows_needed``, else when its
+        rows include a needed one (a computed window's rows, or rows its halo reaches)."""
+        if self.rows_needed is None:
+            return True
+        return bool(self.rows_needed[start:stop].any())
+
+    def _passed_over(self, start: int, stop: int) -> SceneRows:
+        """Scene rows ``start:stop`` reported without reading them: invalid, no colours."""
+        n = max(stop - start, 0)
+        rgb = None
+        if self.rgb_columns is not None:
+            rgb = np.zeros((n, len(self.rgb_columns), 3), np.float32)
+        return SceneRows(start, np.zeros((n, self.grid.width), bool), rgb)
+
+    def _blank_inputs(self, row_origin: int) -> dict[str, list[np.ndarray]]:
+        """Inputs of a window row that is not read: one zero window repeated (never computed)."""
+        n, patch = len(self.grid.col_origins), self.grid.patch
+        inputs = {
+            g: [np.zeros((patch, patch, len(self.layout.bands[g])), np.float32)] * n
+            for g in self.groups
+        }
+        if self.location is not None:
+            inputs["location"] = self._location(row_origin)
+        return inputs
 
     def _location(self, row_origin: int) -> list[np.ndarray]:
         if isinstance(self.location, SceneCoordinates):

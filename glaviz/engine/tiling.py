@@ -27,10 +27,13 @@ __all__ = [
     "TileGrid",
     "WindowRead",
     "blend_weights",
+    "column_hits",
     "extract_window",
     "read_window_from_padded",
     "taper_weights",
     "tile_grid",
+    "window_hits",
+    "window_spans",
     "window_weights",
 ]
 
@@ -255,3 +258,58 @@ def extract_window(
     window = np.zeros((grid.patch, grid.patch, *scene.shape[2:]), dtype=np.float32)
     window[plan.window_rows, plan.window_cols] = scene[plan.scene_rows, plan.scene_cols]
     return window
+
+
+# ----------------------------------------------------------------------------- which windows run
+
+
+def window_spans(
+    grid: TileGrid, halo: int = 0
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Scene rows and columns each window row and window column covers, grown by ``halo``.
+
+    ``(start, stop)`` per window row, then per window column, clipped to the scene (a window's
+    padding holds no pixel). ``halo``: pixels a window's outputs reach beyond it, which is the
+    median filter's half size when outlines are smoothed: a smoothed pixel reads the argmax of
+    its neighbours, so the windows under those neighbours matter to it too.
+    """
+    if halo < 0:
+        raise ConfigError(f"halo must be at least 0, got {halo}")
+
+    def spans(origins: tuple[int, ...], pad: int, size: int) -> list[tuple[int, int]]:
+        return [
+            (min(max(o - pad - halo, 0), size), max(min(o - pad + grid.patch + halo, size), 0))
+            for o in origins
+        ]
+
+    return (
+        spans(grid.row_origins, grid.pad_top, grid.height),
+        spans(grid.col_origins, grid.pad_left, grid.width),
+    )
+
+
+def column_hits(any_in_column: np.ndarray, col_spans: list[tuple[int, int]]) -> np.ndarray:
+    """For one window row: True for each window whose columns hold a True of ``any_in_column``.
+
+    ``any_in_column``: ``(width,)`` bool, True where some scene row of the window row's span is
+    set (``mask[rows].any(axis=0)``). One cumulative sum answers every window of the row.
+    """
+    counts = np.concatenate([[0], np.cumsum(any_in_column, dtype=np.int64)])
+    return np.array([counts[b] > counts[a] for a, b in col_spans], dtype=bool)
+
+
+def window_hits(mask: np.ndarray, grid: TileGrid, halo: int = 0) -> np.ndarray:
+    """``(window rows, window columns)`` bool: which windows (grown by ``halo``) meet ``mask``.
+
+    ``mask``: ``(height, width)`` bool on the scene. A window that meets no True pixel can be left
+    out without changing any output at a True pixel: a pixel's blend only sums the windows that
+    cover it, and each of those meets the pixel.
+    """
+    if mask.shape != (grid.height, grid.width):
+        raise InputError(f"mask has shape {mask.shape}, the scene is {(grid.height, grid.width)}")
+    row_spans, col_spans = window_spans(grid, halo)
+    hits = np.zeros((len(row_spans), len(col_spans)), bool)
+    for k, (a, b) in enumerate(row_spans):
+        if b > a:
+            hits[k] = column_hits(mask[a:b].any(axis=0), col_spans)
+    return hits

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from glaviz.errors import GlavizError
 from glaviz.runs.outputs import RECORD_NAME, OutputFolder
 from glaviz.runs.writes import is_write_failure, write_error
 from glaviz.util.stderr import NativeStderr
+
+if TYPE_CHECKING:
+    from glaviz.engine.roi import RoiMask
 
 #: Overview resampling per output: categories keep their values, floats are averaged.
 RESAMPLING = {
@@ -49,7 +52,9 @@ class WriteSummary:
 
     rows: int = 0
     glacier: int = 0
-    valid: int = 0
+    valid: int = 0  # valid input pixels that were mapped (inside the region of interest)
+    invalid: int = 0  # invalid input pixels (no-data, clouds …) inside the region of interest
+    not_mapped: int = 0  # pixels outside the region of interest
     polygons: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -57,12 +62,18 @@ class WriteSummary:
     def glacier_fraction(self) -> float:
         return self.glacier / max(self.valid, 1)
 
+    def pixels(self) -> dict[str, int]:
+        """Pixels by what the outlines hold there: mapped, invalid input, not mapped."""
+        return {"mapped": self.valid, "invalid_input": self.invalid, "not_mapped": self.not_mapped}
+
 
 class SceneWriter:
     """Writes deploy's outputs for one scene, row block by row block (see the module docstring).
 
     ``grid``: ``{"width", "height", "crs", "transform"}`` of the stack. ``calibration``: a
-    :class:`~glaviz.calibration.CalibrationModel` or None.
+    :class:`~glaviz.calibration.CalibrationModel` or None. ``roi``: the region of interest
+    (:class:`~glaviz.engine.roi.RoiMask`); outside it the outlines hold their nodata value and
+    confidence and probabilities NaN, and those pixels count as *not mapped*.
     """
 
     def __init__(
@@ -76,9 +87,11 @@ class SceneWriter:
         probabilities: bool = False,
         vector: bool = True,
         quicklook: Quicklook | None = None,
+        roi: RoiMask | None = None,
     ) -> None:
         import rasterio
 
+        self.roi = roi
         self.outputs = outputs
         self.width, self.height = grid["width"], grid["height"]
         self.calibration = calibration
@@ -174,10 +187,15 @@ class SceneWriter:
         if self.calibration is not None:
             conf = self.calibration.apply(conf)
         conf32 = conf.astype(np.float32)
+        outside = None if self.roi is None else ~self.roi.rows(start, len(probs))
+        if outside is not None:
+            conf32[outside] = np.nan
         with self._io("confidence.tif"):
             self._files["confidence.tif"].write(conf32, 1, window=window)
         if "probabilities.tif" in self._files:
             bands = np.moveaxis(probs.astype(np.float32), -1, 0)
+            if outside is not None:
+                bands[:, outside] = np.nan
             with self._io("probabilities.tif"):
                 self._files["probabilities.tif"].write(bands, window=window)
         if self.quicklook is not None:
@@ -192,14 +210,17 @@ class SceneWriter:
             return
         start = self.summary.rows
         valid = self._valid.take(start, len(outlines)).valid
-        final = postprocess.apply_nodata(outlines, valid)
+        inside = np.ones_like(valid) if self.roi is None else self.roi.rows(start, len(outlines))
+        final = postprocess.apply_nodata(outlines, valid & inside)
         with self._io("outlines.tif"):
             self._files["outlines.tif"].write(final, 1, window=_rows(start, len(final), self.width))
         if self.quicklook is not None:
-            self.quicklook.add_outlines(start, final)
+            self.quicklook.add_outlines(start, final, not_mapped=~inside)
         self.summary.rows += len(final)
         self.summary.glacier += int(np.count_nonzero(final == 1))
-        self.summary.valid += int(np.count_nonzero(valid))
+        self.summary.valid += int(np.count_nonzero(valid & inside))
+        self.summary.invalid += int(np.count_nonzero(~valid & inside))
+        self.summary.not_mapped += int(np.count_nonzero(~inside))
 
     def finish(self) -> WriteSummary:
         """Flush the smoother, then write the COGs, the polygons and the quicklook."""

@@ -20,8 +20,10 @@ def deploy(config: DeployConfig) -> dict[str, Any]:
 
     Writes outlines.tif, confidence.tif, outlines.gpkg and run.json into the output folder,
     by default STACK's name with .glaviz (stack.tif → stack.glaviz/) beside the stack. The
-    run.json is a --config file that re-runs the same job.
+    run.json is a --config file that re-runs the same job. Windows with no valid pixel are not
+    computed; with --roi FILE or --roi-from-reference RGI.gpkg only windows that meet the
+    region of interest are, and pixels outside it are written as not mapped (nodata).
 
-    Example: glaviz deploy stack.tif --weights global --smoothing 3
+    Example: glaviz deploy stack.tif --weights global --roi-from-reference rgi.gpkg
     """
     return run_engine(api.deploy, config, tensorflow=True)
