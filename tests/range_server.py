@@ -174,16 +174,24 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 @contextmanager
-def range_server(root: Path) -> Iterator[RangeServer]:
-    """Serve ``root`` on a free port of 127.0.0.1; ``server.url`` has no trailing slash."""
-    state = RangeServer(root=Path(root))
-    httpd = _QuietServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1 in a thread, stopped on exit; yields
+    ``http://127.0.0.1:PORT`` (no trailing slash). The STAC test server uses it too."""
+    httpd = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield state
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
     finally:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def range_server(root: Path) -> Iterator[RangeServer]:
+    """Serve ``root`` on a free port of 127.0.0.1; ``server.url`` has no trailing slash."""
+    state = RangeServer(root=Path(root))
+    with serving(_handler(state)) as url:
+        state.url = url
+        yield state

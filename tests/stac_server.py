@@ -22,16 +22,17 @@ Faults for the retry tests: ``fail_next`` answers that many requests with ``fail
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.range_server import serving
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stac"
 RECORDED_ROOT = "https://earth-search.aws.element84.com/v1"
@@ -284,32 +285,12 @@ def _handler(server: StacServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class _QuietServer(ThreadingHTTPServer):
-    """A server that does not print a traceback when a client hangs up mid-answer (a test's
-    timeout or refused connection does that on purpose)."""
-
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 @contextmanager
 def stac_server(*recordings: str) -> Iterator[StacServer]:
     """Serve the named recordings (keys of :data:`RECORDINGS` or paths under the fixtures) on a
     free port of 127.0.0.1; ``server.url`` is the STAC API root (``http://127.0.0.1:PORT/v1``)."""
     landing = json.loads((FIXTURES / EARTH_SEARCH["landing"]).read_text())
     state = StacServer(items=load_items(r for r in recordings if r != "landing"), landing=landing)
-    httpd = _QuietServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_handler(state)) as url:
+        state.url = url + "/v1"
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)

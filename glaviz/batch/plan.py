@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from glaviz.config.acquire import AcquireConfig
 from glaviz.config.base import BEHAVIOUR_FLAGS
-from glaviz.config.batch import JobConfig, SceneSpec
+from glaviz.config.batch import ACQUIRE_FOLDER, JobConfig, SceneSpec
 from glaviz.config.deploy import DeployConfig
 from glaviz.config.features import FeaturesConfig
 from glaviz.errors import ConfigError, GlavizError
@@ -60,6 +61,8 @@ class ScenePlan:
     deploy: DeployConfig
     features: FeaturesConfig | None
     fingerprint: dict[str, Any]
+    #: A scene built from a region: acquired into OUTPUT/<id>/acquire/ before deploy.
+    acquire: AcquireConfig | None = None
 
     @property
     def stack(self) -> Path:
@@ -102,14 +105,21 @@ def plan_scene(
     folder = job.output / spec.id
     date = spec.date.isoformat() if spec.date else None
     try:
+        acquire = job.acquire_config(spec, output=folder / ACQUIRE_FOLDER)
         stack = spec.stack if spec.stack is not None else folder / STACK_NAME
+        if acquire is not None:
+            stack = acquire.output / STACK_NAME
         features = job.features_config(spec, output=folder / STACK_NAME)
         deploy = job.deploy_config(spec, stack=stack, outdir=folder)
-        inputs = features.input_files() if features is not None else {"stack": stack}
+        inputs = _inputs(features, acquire, stack)
         for name in ("region_vector", "calibration"):
             value = getattr(deploy, name)
             if value is not None and Path(value).is_file():
                 inputs[name] = Path(value)
+        # The region of interest, with a shapefile's side files (deploy's own inputs).
+        roi_inputs = deploy.input_files()
+        for name in ("roi", "roi_from_reference"):
+            inputs.update({k: v for k, v in roi_inputs.items() if k.split(":")[0] == name})
         missing = [f"{n} {p}" for n, p in inputs.items() if not Path(p).exists()]
         if missing:
             raise ConfigError(f"input not found: {', '.join(missing)}")
@@ -118,22 +128,42 @@ def plan_scene(
             "deploy": deploy.model_dump(
                 mode="json", exclude={"stack", *deploy.OUTPUT_FIELDS, *BEHAVIOUR_FLAGS}
             ),
-            "features": (
-                features.model_dump(
-                    mode="json", exclude={*features.OUTPUT_FIELDS, *BEHAVIOUR_FLAGS}
-                )
-                if features is not None
-                else None
-            ),
+            "features": _settings(features),
         }
+        if acquire is not None:  # only then: finished scenes of older jobs keep their prints
+            config["acquire"] = _settings(acquire)
         fp = fingerprint(config, inputs=inputs, weights_sha256=sha)
     except GlavizError as exc:
         return PlanError(id=spec.id, date=date, error=str(exc))
     except OSError as exc:
         return PlanError(id=spec.id, date=date, error=f"{exc.strerror or exc}: {exc.filename}")
     return ScenePlan(
-        id=spec.id, date=date, folder=folder, deploy=deploy, features=features, fingerprint=fp
+        id=spec.id,
+        date=date,
+        folder=folder,
+        deploy=deploy,
+        features=features,
+        fingerprint=fp,
+        acquire=acquire,
     )
+
+
+def _inputs(
+    features: FeaturesConfig | None, acquire: AcquireConfig | None, stack: Path
+) -> dict[str, Path]:
+    """The files a scene reads: the raw inputs, an acquisition's AOI file, or its stack."""
+    if features is not None:
+        return features.input_files()
+    if acquire is not None:  # the stack is written by the scene itself
+        return acquire.input_files()
+    return {"stack": stack}
+
+
+def _settings(config: FeaturesConfig | AcquireConfig | None) -> dict[str, Any] | None:
+    """A config's settings for the fingerprint: no output paths, no behaviour flags."""
+    if config is None:
+        return None
+    return config.model_dump(mode="json", exclude={*config.OUTPUT_FIELDS, *BEHAVIOUR_FLAGS})
 
 
 def worker_name() -> str:

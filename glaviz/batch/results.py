@@ -21,6 +21,17 @@ from glaviz.runs.atomic import atomic_path, write_text_atomic
 #: Merged product CRS.
 MERGED_CRS = "EPSG:4326"
 MERGED_LAYER = "glaciers"
+TIMING_COLUMNS: tuple[str, ...] = (
+    "acquire_s",
+    "features_s",
+    "load_model_s",
+    "deploy_s",
+    "total_s",
+)
+#: Columns of ``summary.csv``. ``invalid_fraction`` and ``not_mapped_fraction`` are the shares of
+#: the scene's pixels with invalid input and outside the region of interest: both unobserved.
+#: ``acquired_dates``, ``cloud_in_aoi`` and ``coverage`` describe a scene acquired from a region
+#: (its ``acquire/acquire.json`` has the whole provenance); ``date`` is then the composite's date.
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "scene_id",
     "status",
@@ -29,13 +40,18 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "worker",
     "date",
     "windows",
+    "windows_computed",
+    "windows_skipped_no_valid_pixel",
+    "windows_skipped_outside_roi",
     "polygons",
     "glacier_area_km2",
+    "invalid_fraction",
+    "not_mapped_fraction",
+    "acquired_dates",
+    "cloud_in_aoi",
+    "coverage",
     "peak_rss_mb",
-    "features_s",
-    "load_model_s",
-    "deploy_s",
-    "total_s",
+    *TIMING_COLUMNS,
 )
 
 
@@ -80,13 +96,32 @@ def write_summary(path: Path, outcomes: Iterable[Any]) -> Path:
                 "worker": o.worker,
                 "date": o.date or "",
                 "windows": "" if o.windows is None else o.windows,
+                **{k: _blank(getattr(o, k, None)) for k in SELECTION_COLUMNS},
                 "polygons": "" if o.polygons is None else o.polygons,
                 "glacier_area_km2": "" if area is None else f"{area:.6f}",
+                **{k: _fraction(getattr(o, k, None)) for k in FRACTION_COLUMNS},
+                "acquired_dates": o.acquired_dates or "",
                 "peak_rss_mb": "" if o.peak_rss_mb is None else f"{o.peak_rss_mb:.0f}",
-                **{k: _seconds(o.timings.get(k)) for k in SUMMARY_COLUMNS[-4:]},
+                **{k: _seconds(o.timings.get(k)) for k in TIMING_COLUMNS},
             }
         )
     return write_text_atomic(path, buffer.getvalue())
+
+
+SELECTION_COLUMNS = (
+    "windows_computed",
+    "windows_skipped_no_valid_pixel",
+    "windows_skipped_outside_roi",
+)
+FRACTION_COLUMNS = ("invalid_fraction", "not_mapped_fraction", "cloud_in_aoi", "coverage")
+
+
+def _blank(value: int | None) -> str | int:
+    return "" if value is None else value
+
+
+def _fraction(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
 
 
 def _seconds(value: float | None) -> str:

@@ -222,12 +222,20 @@ def _skipped(plan: ScenePlan, record: dict[str, Any]) -> SceneOutcome:
     return SceneOutcome(
         id=plan.id,
         status=SKIPPED,
-        date=plan.date,
+        date=record.get("date") or plan.date,  # an acquired scene's date is the composite's
         attempts=0,
         worker=str(record.get("worker", "")),
         windows=record.get("windows"),
+        windows_computed=record.get("windows_computed"),
+        windows_skipped_no_valid_pixel=record.get("windows_skipped_no_valid_pixel"),
+        windows_skipped_outside_roi=record.get("windows_skipped_outside_roi"),
         polygons=record.get("polygons"),
         glacier_area_km2=record.get("glacier_area_km2"),
+        invalid_fraction=record.get("invalid_fraction"),
+        not_mapped_fraction=record.get("not_mapped_fraction"),
+        acquired_dates=record.get("acquired_dates"),
+        cloud_in_aoi=record.get("cloud_in_aoi"),
+        coverage=record.get("coverage"),
         peak_rss_mb=record.get("peak_rss_mb"),
         timings=dict(record.get("timings") or {}),
     )

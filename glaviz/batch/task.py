@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,8 +35,20 @@ class SceneOutcome:
     attempts: int = 0
     worker: str = ""
     windows: int | None = None
+    windows_computed: int | None = None
+    windows_skipped_no_valid_pixel: int | None = None
+    windows_skipped_outside_roi: int | None = None
     polygons: int | None = None
+    #: Shares of the scene's pixels: invalid input, and outside the region of interest (not
+    #: mapped). Both are unobserved, never "no ice".
+    invalid_fraction: float | None = None
+    not_mapped_fraction: float | None = None
     glacier_area_km2: float | None = None
+    #: Scenes built from a region: the dates acquired (";"-separated), the cloud inside the AOI
+    #: and the AOI's coverage by the imagery (fractions), as acquire.json records them.
+    acquired_dates: str | None = None
+    cloud_in_aoi: float | None = None
+    coverage: float | None = None
     peak_rss_mb: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -113,22 +126,13 @@ def run_scene(plan: ScenePlan, attempt: int = 1) -> SceneOutcome:
     try:
         start_tensorflow()
         forget(plan.folder)
-        timings = _compute(plan)
+        computed = _compute(plan)
     except GlavizError as exc:
         outcome.error = str(exc)
         outcome.timings = {"total_s": time.perf_counter() - started}
         return outcome
-    result, area, features_s = timings
-    outcome.status = DONE
-    outcome.windows = result.windows
-    outcome.polygons = result.polygons
-    outcome.glacier_area_km2 = area
-    outcome.timings = {
-        "features_s": features_s,
-        "load_model_s": result.timings.get("load_model_s", 0.0),
-        "deploy_s": result.timings.get("total_s", 0.0),
-        "total_s": time.perf_counter() - started,
-    }
+    _fill(outcome, computed)
+    outcome.timings["total_s"] = time.perf_counter() - started
     outcome.peak_rss_mb = peak_rss_mb()
     write_done(
         plan.folder,
@@ -141,10 +145,64 @@ def run_scene(plan: ScenePlan, attempt: int = 1) -> SceneOutcome:
     return outcome
 
 
-def _compute(plan: ScenePlan) -> tuple[Any, float, float]:
+@dataclass
+class _Computed:
+    """What one scene's stages produced."""
+
+    result: Any  # glaviz.engine.deploy.DeployResult
+    area: float
+    features_s: float = 0.0
+    acquired: Any = None  # glaviz.acquire.run.AcquireResult, for a scene built from a region
+    acquire_s: float = 0.0
+
+
+def _fill(outcome: SceneOutcome, computed: _Computed) -> None:
+    """A computed scene's figures, as summary.csv and its done record report them."""
+    result = computed.result
+    outcome.status = DONE
+    outcome.windows = result.windows
+    if result.selection is not None:
+        outcome.windows_computed = result.selection.computed
+        outcome.windows_skipped_no_valid_pixel = result.selection.no_valid_pixel
+        outcome.windows_skipped_outside_roi = result.selection.outside_roi
+    if result.pixels:
+        total = max(sum(result.pixels.values()), 1)
+        outcome.invalid_fraction = result.pixels["invalid_input"] / total
+        outcome.not_mapped_fraction = result.pixels["not_mapped"] / total
+    outcome.polygons = result.polygons
+    outcome.glacier_area_km2 = computed.area
+    outcome.timings = {
+        "acquire_s": computed.acquire_s,
+        "features_s": computed.features_s,
+        "load_model_s": result.timings.get("load_model_s", 0.0),
+        "deploy_s": result.timings.get("total_s", 0.0),
+    }
+    acquired = computed.acquired
+    if acquired is not None:
+        outcome.date = composite_date(acquired.dates)
+        outcome.acquired_dates = ";".join(d.isoformat() for d in acquired.dates)
+        outcome.cloud_in_aoi = acquired.cloud_fraction
+        outcome.coverage = acquired.coverage
+
+
+def composite_date(dates: Sequence[dt.date]) -> str:
+    """The one date a scene acquired from a region stands for: its date, or for a median
+    composite the middle of its dates (the earlier of the two middle ones for an even count)."""
+    ordered = sorted(dates)
+    return ordered[(len(ordered) - 1) // 2].isoformat()
+
+
+def _compute(plan: ScenePlan) -> _Computed:
     from glaviz.batch.results import glacier_area_km2
     from glaviz.engine.deploy import deploy
 
+    acquired, acquire_s = None, 0.0
+    if plan.acquire is not None:
+        from glaviz.acquire.run import acquire
+
+        t = time.perf_counter()
+        acquired = acquire(plan.acquire)
+        acquire_s = time.perf_counter() - t
     features_s = 0.0
     if plan.features is not None:
         from glaviz.features import run_features
@@ -154,4 +212,4 @@ def _compute(plan: ScenePlan) -> tuple[Any, float, float]:
         features_s = time.perf_counter() - t
     result = deploy(plan.deploy, models=worker_models())
     area = glacier_area_km2(plan.folder / "outlines.gpkg")
-    return result, area, features_s
+    return _Computed(result, area, features_s, acquired, acquire_s)

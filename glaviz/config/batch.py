@@ -17,15 +17,24 @@ A job is a TOML (or JSON) file::
     stack = "stacks/alps.tif"
     date = 2023-08-14
 
+    [[scene]]                       # a region and a year: acquired, then mapped
+    id = "aletsch-2023"
+    bbox = [7.95, 46.48, 8.10, 46.58]
+    year = 2023
+
     [[scene]]
     id = "hma-2022"
+    roi_from_reference = "rgi/13_asia_central.gpkg"   # map only near known glaciers
     optical = "raw/hma/s2.tif"
     elevation = "raw/hma/dem.tif"
     weights = "hma"                 # per-scene override
 
-``[deploy]`` and ``[features]`` take the same field names as :class:`DeployConfig` and
-:class:`FeaturesConfig` (the one definition of each command's options); ``stack`` and ``output``
-are set per scene by the batch. Relative paths are relative to the job file.
+``[deploy]``, ``[features]`` and ``[acquire]`` take the same field names as
+:class:`DeployConfig`, :class:`FeaturesConfig` and :class:`AcquireConfig` (the one definition of
+each command's options); ``stack`` and ``output`` are set per scene by the batch. A scene that
+gives a region (``bbox`` or ``aoi``, with ``year``/``season`` or ``dates``) is acquired into
+OUTPUT/<id>/acquire/ first; ``[acquire]`` may hold the region or the window shared by several
+scenes (one region, a scene per year). Relative paths are relative to the job file.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from glaviz.config.acquire import AcquireConfig, parse_bbox
 from glaviz.config.base import CommandConfig
 from glaviz.config.deploy import DeployConfig
 from glaviz.config.features import RASTER_INPUTS, FeaturesConfig
@@ -49,9 +59,24 @@ from glaviz.errors import ConfigError
 #: Raw inputs of ``glaviz features``, by the features config's field names.
 RAW_INPUTS: tuple[str, ...] = RASTER_INPUTS
 #: Scene fields that are paths, resolved against the job file's folder.
-SCENE_PATHS: tuple[str, ...] = ("stack", *RAW_INPUTS, "region_vector")
+SCENE_PATHS: tuple[str, ...] = (
+    "stack",
+    *RAW_INPUTS,
+    "region_vector",
+    "roi",
+    "roi_from_reference",
+    "aoi",
+)
+#: A scene's region of interest: set on a scene, these replace the ones of [deploy] together.
+ROI_FIELDS: tuple[str, ...] = ("roi", "roi_buffer", "roi_from_reference")
 #: Fields of [deploy] and [features] set by the batch itself for every scene.
 BATCH_OWNED: frozenset[str] = frozenset({"stack", "output", "overwrite"})
+#: What a scene acquired from a catalogue gives instead of rasters: where and when.
+REGION_FIELDS: tuple[str, ...] = ("bbox", "aoi", "year", "season", "dates")
+#: Fields of [acquire] that are the batch's own (the folder, and no search-only scenes).
+ACQUIRE_OWNED: frozenset[str] = frozenset({"output", "overwrite", "skip_existing", "search_only"})
+#: The folder inside OUTPUT/<id>/ that an acquired scene's acquisition is written to.
+ACQUIRE_FOLDER = "acquire"
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: What ``glaviz batch`` writes at the top of OUTPUT, beside the scene folders: a scene id may not
@@ -74,7 +99,23 @@ class SceneSpec(CommandConfig):
     weights: str | None = Field(None, description="Weights for this scene (overrides [deploy]).")
     region_vector: Path | None = Field(None, description="Region vector JSON for this scene.")
     calibration: str | None = Field(None, description="Calibration for this scene.")
+    roi: Path | None = Field(
+        None, description="Region of interest of this scene (vector file or raster mask)."
+    )
+    roi_buffer: float | None = Field(
+        None, ge=0, description="Buffer around this scene's region of interest, in metres."
+    )
+    roi_from_reference: Path | None = Field(
+        None, description="Glacier inventory whose buffered glaciers are this scene's region."
+    )
     date: dt.date | None = Field(None, description="Acquisition date (YYYY-MM-DD).")
+    bbox: tuple[float, float, float, float] | None = Field(
+        None, description="Region to acquire, W,S,E,N in degrees (glaviz acquire --bbox)."
+    )
+    aoi: Path | None = Field(None, description="Region to acquire as a vector file.")
+    year: int | None = Field(None, description="Year to acquire (glaviz acquire --year).")
+    season: str | None = Field(None, description="Window within the year, MM-DD/MM-DD.")
+    dates: str | None = Field(None, description="Window to acquire, YYYY-MM-DD/YYYY-MM-DD.")
 
     @field_validator("id")
     @classmethod
@@ -97,6 +138,11 @@ class SceneSpec(CommandConfig):
         # Empty CSV cells mean "not given".
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("bbox", mode="before")
+    @classmethod
+    def _parse_bbox(cls, value: object) -> object:
+        return parse_bbox(value)  # a manifest cell holds "W,S,E,N"
+
     @model_validator(mode="after")
     def _one_source(self) -> SceneSpec:
         raw = [n for n in RAW_INPUTS if getattr(self, n) is not None]
@@ -105,7 +151,20 @@ class SceneSpec(CommandConfig):
                 f"scene {self.id!r} gives both a stack and raw inputs ({', '.join(raw)}); "
                 "give one of them"
             )
+        if self.gives_region() and (self.stack is not None or raw):
+            given = "a stack" if self.stack is not None else "raw inputs"
+            raise ValueError(
+                f"scene {self.id!r} gives both a region to acquire and {given}; give one of them"
+            )
         return self
+
+    def gives_region(self) -> bool:
+        """True when the scene names its own area to acquire (bbox or aoi)."""
+        return self.bbox is not None or self.aoi is not None
+
+    def gives_rasters(self) -> bool:
+        """True when the scene brings its own imagery (a stack or raw inputs)."""
+        return self.stack is not None or any(getattr(self, n) is not None for n in RAW_INPUTS)
 
     def raw_inputs(self) -> dict[str, Path]:
         """The raw ``features`` inputs this scene gives, by field name."""
@@ -122,22 +181,29 @@ class JobConfig(CommandConfig):
     features: dict[str, Any] = Field(
         default_factory=dict, description="glaviz features inputs shared by raw-input scenes."
     )
+    acquire: dict[str, Any] = Field(
+        default_factory=dict,
+        description="glaviz acquire options shared by scenes acquired from a region.",
+    )
     scene: list[SceneSpec] = Field(default_factory=list, description="Inline scenes.")
     manifest: Path | None = Field(None, description="CSV manifest: one scene per row.")
 
-    @field_validator("deploy", "features")
+    @field_validator("deploy", "features", "acquire")
     @classmethod
     def _known_fields(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        owned = sorted(BATCH_OWNED & set(value))
+        batch_owned = ACQUIRE_OWNED if info.field_name == "acquire" else BATCH_OWNED
+        owned = sorted(batch_owned & set(value))
         if owned:
             raise ValueError(
                 f"{', '.join(owned)} cannot be set here: the batch sets them for each scene "
                 "(stack and output per scene, --force to recompute)"
             )
-        model = DeployConfig if info.field_name == "deploy" else FeaturesConfig
+        model = {"deploy": DeployConfig, "features": FeaturesConfig}.get(
+            str(info.field_name), AcquireConfig
+        )
         unknown = sorted(set(value) - set(model.model_fields))
         if unknown:
-            known = ", ".join(sorted(set(model.model_fields) - BATCH_OWNED))
+            known = ", ".join(sorted(set(model.model_fields) - batch_owned))
             raise ValueError(f"unknown option {', '.join(unknown)}; the options are {known}")
         return value
 
@@ -153,7 +219,10 @@ class JobConfig(CommandConfig):
     def deploy_config(self, spec: SceneSpec, *, stack: Path, outdir: Path) -> DeployConfig:
         """The resolved deploy settings of one scene: [deploy], then the scene's overrides."""
         values: dict[str, Any] = {"vector": True, **self.deploy}
-        for name in ("weights", "region_vector", "calibration"):
+        if any(getattr(spec, name) is not None for name in ROI_FIELDS):
+            # The scene's own region replaces the job's, buffer included.
+            values = {k: v for k, v in values.items() if k not in ROI_FIELDS}
+        for name in ("weights", "region_vector", "calibration", *ROI_FIELDS):
             if getattr(spec, name) is not None:
                 values[name] = getattr(spec, name)
         values.update(stack=stack, output=outdir, overwrite=True)
@@ -171,9 +240,38 @@ class JobConfig(CommandConfig):
         except ValidationError as exc:
             raise ConfigError(f"scene {spec.id!r}: {error_summary(exc, DeployConfig)}") from None
 
+    def acquires(self, spec: SceneSpec) -> bool:
+        """True for a scene built from a region: its own bbox/aoi, or [acquire]'s region for a
+        scene that brings no imagery of its own."""
+        if spec.gives_region():
+            return True
+        shared = any(self.acquire.get(n) is not None for n in ("bbox", "aoi"))
+        return shared and not spec.gives_rasters()
+
+    def acquire_config(self, spec: SceneSpec, *, output: Path) -> AcquireConfig | None:
+        """The acquisition of a scene built from a region (None for a scene with imagery):
+        [acquire], then the scene's region and window."""
+        if not self.acquires(spec):
+            return None
+        values: dict[str, Any] = dict(self.acquire)
+        given = {n: getattr(spec, n) for n in REGION_FIELDS if getattr(spec, n) is not None}
+        if {"bbox", "aoi"} & set(given):  # the scene's region replaces the shared one
+            values = {k: v for k, v in values.items() if k not in ("bbox", "aoi")}
+        # The scene's window replaces the shared one; a shared season stays with a scene's year.
+        if "dates" in given:
+            values = {k: v for k, v in values.items() if k not in ("year", "season", "dates")}
+        elif "year" in given:
+            values = {k: v for k, v in values.items() if k != "dates"}
+        values.update(given, output=output, overwrite=True)
+        try:
+            return AcquireConfig(**values)
+        except ValidationError as exc:
+            raise ConfigError(f"scene {spec.id!r}: {error_summary(exc, AcquireConfig)}") from None
+
     def features_config(self, spec: SceneSpec, *, output: Path) -> FeaturesConfig | None:
-        """The features settings of a raw-input scene (None for a scene given as a stack)."""
-        if spec.stack is not None:
+        """The features settings of a raw-input scene (None for a scene given as a stack, or
+        acquired: glaviz acquire writes the stack itself)."""
+        if spec.stack is not None or self.acquires(spec):
             return None
         values: dict[str, Any] = {**self.features, **spec.raw_inputs()}
         values.update(output=output, overwrite=True)
@@ -181,7 +279,8 @@ class JobConfig(CommandConfig):
         if missing:
             raise ConfigError(
                 f"scene {spec.id!r} has neither a stack nor {' and '.join(missing)}; give "
-                "stack = … or the raw inputs optical = … and elevation = …"
+                "stack = …, the raw inputs optical = … and elevation = …, or a region to "
+                "acquire (bbox = [W, S, E, N] and year = …)"
             )
         try:
             return FeaturesConfig(**values)
@@ -208,7 +307,7 @@ def load_job(path: str | Path) -> tuple[JobConfig, list[SceneSpec]]:
         raw["output"] = _under(base, raw["output"])
     if isinstance(raw.get("manifest"), str):
         raw["manifest"] = _under(base, raw["manifest"])
-    for section in ("deploy", "features"):
+    for section in ("deploy", "features", "acquire"):
         if isinstance(raw.get(section), dict):
             raw[section] = _resolve_section(raw[section], base)
     if isinstance(raw.get("scene"), list):
@@ -270,7 +369,7 @@ def _resolve_scene(values: dict[str, Any], base: Path) -> dict[str, Any]:
 
 def _resolve_section(values: dict[str, Any], base: Path) -> dict[str, Any]:
     out = dict(values)
-    for name in (*RAW_INPUTS, "region_vector"):
+    for name in (*RAW_INPUTS, "region_vector", "roi", "roi_from_reference", "aoi"):
         if isinstance(out.get(name), str):
             out[name] = _under(base, out[name])
     for name in ("weights", "calibration"):
