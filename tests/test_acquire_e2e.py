@@ -120,6 +120,10 @@ def test_acquire_then_deploy_then_rerun_reads_nothing_twice(
     # The stack maps at once.
     code = main(["deploy", str(out / "stack.tif"), "--weights", "demo", "-o", str(tmp_path / "m")])
     assert code == 0 and (tmp_path / "m" / "outlines.tif").is_file()
+    # The stack carries its date, and deploy records it where inventory and change look.
+    from glaviz.inventory.grid import acquisition_date
+
+    assert acquisition_date(tmp_path / "m" / "run.json") == "2024-02-06"
 
     # A re-run with --skip-existing: quick, and not one request to the bucket.
     bucket.reset_counts()

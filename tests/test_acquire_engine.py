@@ -283,3 +283,14 @@ def test_l2a_scene_classification_as_cloud_mask(tmp_path: Path) -> None:
     with ExitStack() as stack:
         cloud = CloudMask(stack, path, grid, kind="scl").read(Window(0, 0, 6, 6))
     assert cloud[0].tolist() == [True, True, True, True, False, False]
+
+
+def test_a_composite_is_dated_by_its_middle_image() -> None:
+    from datetime import date
+
+    from glaviz.acquire.select import composite_date
+
+    days = [date(2023, 9, 3), date(2023, 8, 14), date(2023, 8, 24)]
+    assert composite_date(days[:1]) == date(2023, 9, 3)
+    assert composite_date(days) == date(2023, 8, 24)
+    assert composite_date([*days, date(2023, 9, 30)]) == date(2023, 8, 24)  # earlier middle

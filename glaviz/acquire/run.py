@@ -37,7 +37,7 @@ from glaviz.acquire.outputs import (
 )
 from glaviz.acquire.read import GranuleCache, cache_key
 from glaviz.acquire.record import provenance
-from glaviz.acquire.select import Candidate, by_day, choose, rank
+from glaviz.acquire.select import Candidate, by_day, choose, composite_date, rank
 from glaviz.errors import InputError
 from glaviz.util.rasters import format_bounds
 
@@ -359,6 +359,7 @@ def _write_rasters(
         overwrite=True,
         progress=progress,
     )
+    _tag_date(temps["stack.tif"], composite_date([c.day for c in chosen]))
     preview.save(temps["quicklook.png"])
     return tally, dem_coverage
 
@@ -388,3 +389,14 @@ def _write_optical(
             radiometry="BOA" if config.level == "l2a" else "TOA",
             progress=progress,
         )
+
+
+def _tag_date(stack: Path, day: date) -> None:
+    """Date the stack, so that deploy's run record, and through it inventory and change, know
+    when the imagery was taken without being told."""
+    import rasterio
+
+    from glaviz.published.stack_layout import ACQUISITION_DATE_TAG
+
+    with rasterio.open(stack, "r+") as dst:
+        dst.update_tags(**{ACQUISITION_DATE_TAG: day.isoformat()})

@@ -89,3 +89,11 @@ def rank(candidates: Iterable[Candidate]) -> list[Candidate]:
 def choose(ranked: Sequence[Candidate], *, composite: str, median_dates: int) -> list[Candidate]:
     """The dates a composite uses: the best one, or the ``median_dates`` best ones."""
     return list(ranked[:1]) if composite == "best" else list(ranked[:median_dates])
+
+
+def composite_date(dates: Sequence[date]) -> date:
+    """The one date a composite stands for: its date, or for a median the middle of its dates
+    (the earlier of the two middle ones for an even count), so a series of yearly composites
+    stays in order and each is dated by an image it holds."""
+    ordered = sorted(dates)
+    return ordered[(len(ordered) - 1) // 2]

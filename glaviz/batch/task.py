@@ -12,7 +12,6 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -179,17 +178,12 @@ def _fill(outcome: SceneOutcome, computed: _Computed) -> None:
     }
     acquired = computed.acquired
     if acquired is not None:
-        outcome.date = composite_date(acquired.dates)
+        from glaviz.acquire.select import composite_date
+
+        outcome.date = composite_date(acquired.dates).isoformat()
         outcome.acquired_dates = ";".join(d.isoformat() for d in acquired.dates)
         outcome.cloud_in_aoi = acquired.cloud_fraction
         outcome.coverage = acquired.coverage
-
-
-def composite_date(dates: Sequence[dt.date]) -> str:
-    """The one date a scene acquired from a region stands for: its date, or for a median
-    composite the middle of its dates (the earlier of the two middle ones for an even count)."""
-    ordered = sorted(dates)
-    return ordered[(len(ordered) - 1) // 2].isoformat()
 
 
 def _compute(plan: ScenePlan) -> _Computed:

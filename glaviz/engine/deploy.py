@@ -409,6 +409,7 @@ class DeployPlan:
     halo: int
     quicklook: Quicklook | None
     timings: dict[str, float]
+    acquisition_date: str | None = None
 
     @property
     def blend(self) -> str:
@@ -487,6 +488,7 @@ class DeployPlan:
                 else None
             ),
             timings=timings,
+            acquisition_date=stack.acquisition_date,
         )
 
     def reader_options(self) -> dict[str, Any]:
@@ -574,6 +576,7 @@ class DeployPlan:
                 "crs": str(self.scene["crs"]) if self.scene["crs"] else None,
                 "padded": [grid.padded_height, grid.padded_width],
                 "padding": [grid.pad_top, grid.pad_left],
+                "acquisition_date": self.acquisition_date,
             },
             "windows": windows,
             "windows_computed": selection.computed,

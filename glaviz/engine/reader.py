@@ -336,6 +336,8 @@ class StackInfo:
     transform: Any
     layout: StackLayout
     coordinates: SceneCoordinates | None = None
+    #: The imagery's date when the stack carries one (``glaviz acquire`` tags its stacks).
+    acquisition_date: str | None = None
 
     @property
     def grid(self) -> dict[str, Any]:
@@ -361,7 +363,7 @@ def inspect_stack(path: Path, *, coordinates: bool = False) -> StackInfo:
     import rasterio
     from rasterio.errors import RasterioIOError
 
-    from glaviz.published.stack_layout import require_reflectance
+    from glaviz.published.stack_layout import ACQUISITION_DATE_TAG, require_reflectance
     from glaviz.util.rasters import require_crs
 
     path = Path(path)
@@ -392,6 +394,7 @@ def inspect_stack(path: Path, *, coordinates: bool = False) -> StackInfo:
             transform=ds.transform,
             layout=layout,
             coordinates=SceneCoordinates(ds) if coordinates else None,
+            acquisition_date=ds.tags().get(ACQUISITION_DATE_TAG) or None,
         )
 
 

@@ -19,6 +19,10 @@ import numpy as np
 from glaviz.errors import InputError
 from glaviz.published.groups import GROUP_STACK_BANDS
 
+#: Dataset tag of a stack whose imagery is of one date (``YYYY-MM-DD``; ``glaviz acquire`` sets
+#: it): deploy records it as the scene's ``acquisition_date``, where inventory and change find it.
+ACQUISITION_DATE_TAG = "ACQUISITION_DATE"
+
 #: The ``glaviz features`` option that provides each group, for "rebuild the stack" hints.
 GROUP_OPTIONS: dict[str, str] = {
     "optical": "--optical",
