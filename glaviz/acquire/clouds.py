@@ -105,20 +105,11 @@ class CloudMask:
             self._shapes = _gml_in_grid(path, grid)
         else:
             import rasterio
-            from rasterio.enums import Resampling
-            from rasterio.vrt import WarpedVRT
+
+            from glaviz.util.rasters import nearest_view
 
             src = stack.enter_context(rasterio.open(path))
-            self._vrt = stack.enter_context(
-                WarpedVRT(
-                    src,
-                    crs=grid.crs,
-                    transform=grid.transform,
-                    width=grid.width,
-                    height=grid.height,
-                    resampling=Resampling.nearest,
-                )
-            )
+            self._vrt = stack.enter_context(nearest_view(src, like=grid))
 
     def read(self, window: Any) -> np.ndarray:
         """The cloud flags of ``window`` (a rasterio Window of the grid) as a bool array."""

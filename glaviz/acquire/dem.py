@@ -36,29 +36,15 @@ class DemReader:
 
     def __init__(self, stack: ExitStack, paths: Sequence[Path], grid: Grid) -> None:
         import rasterio
-        from rasterio.enums import Resampling
-        from rasterio.vrt import WarpedVRT
+
+        from glaviz.util.rasters import warped_view
 
         self._vrts: list[Any] = []
         #: Pixels read so far that a tile covers (the rest were set to 0 m).
         self.covered = 0
         for path in paths:
             src = stack.enter_context(rasterio.open(path))
-            self._vrts.append(
-                stack.enter_context(
-                    WarpedVRT(
-                        src,
-                        crs=grid.crs,
-                        transform=grid.transform,
-                        width=grid.width,
-                        height=grid.height,
-                        resampling=Resampling.bilinear,
-                        src_nodata=src.nodata,
-                        nodata=np.nan,
-                        dtype="float32",
-                    )
-                )
-            )
+            self._vrts.append(stack.enter_context(warped_view(src, like=grid)))
 
     def read(self, window: Any) -> np.ndarray:
         """Elevation (h, w) float32; 0 m (sea level) where no tile covers the pixel."""

@@ -13,11 +13,15 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glaviz.batch.done import forget, write_done
 from glaviz.batch.plan import ScenePlan, worker_name
 from glaviz.errors import GlavizError
+
+if TYPE_CHECKING:
+    from glaviz.acquire.run import AcquireResult
+    from glaviz.engine.deploy import DeployResult
 
 #: Outcome statuses: computed now, skipped (record matched), failed.
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
@@ -148,10 +152,10 @@ def run_scene(plan: ScenePlan, attempt: int = 1) -> SceneOutcome:
 class _Computed:
     """What one scene's stages produced."""
 
-    result: Any  # glaviz.engine.deploy.DeployResult
+    result: DeployResult
     area: float
     features_s: float = 0.0
-    acquired: Any = None  # glaviz.acquire.run.AcquireResult, for a scene built from a region
+    acquired: AcquireResult | None = None  # a scene built from a region
     acquire_s: float = 0.0
 
 

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,10 @@ from glaviz.errors import ConfigError, InputError
 from glaviz.inventory.grid import Grid
 from glaviz.util.progress import Progress
 
+if TYPE_CHECKING:
+    from geopandas import GeoDataFrame
+    from pandas import DataFrame
+
 log = logging.getLogger("glaviz.change")
 
 
@@ -47,8 +51,8 @@ class ChangeResult:
     """What one change run wrote: the glacier table (a GeoDataFrame), the sums, the counts."""
 
     output: Path
-    table: Any  #: geopandas.GeoDataFrame, one row per group of glaciers and date pair
-    totals: Any  #: pandas.DataFrame, sums per complex, region and in total
+    table: GeoDataFrame  #: one row per group of glaciers and date pair
+    totals: DataFrame  #: sums per complex, region and in total
     dates: list[str]
     matches: dict[str, int]
     seconds: float

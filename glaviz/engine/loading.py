@@ -13,10 +13,16 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from glaviz.errors import ConfigError, WeightsError
 from glaviz.model.glavitu import GlaViTUConfig
+
+if TYPE_CHECKING:
+    from glaviz.model.bundle import BundleMetadata
+    from glaviz.model.checkpoint import CheckpointInfo
+    from glaviz.published.normalisation import NormalisationStats
+    from glaviz.registry.catalogue import ModelEntry
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +35,7 @@ class InferenceModel:
 
     model: Any
     config: GlaViTUConfig
-    stats: Any  # glaviz.published.normalisation.NormalisationStats
+    stats: NormalisationStats
     path: Path
     kind: Literal["bundle", "checkpoint"]
     registry_name: str | None = None
@@ -120,9 +126,9 @@ class WeightsInfo:
     path: Path
     kind: Literal["bundle", "checkpoint"]
     config: GlaViTUConfig
-    entry: Any = None  # glaviz.registry.catalogue.ModelEntry, or None for a plain file
-    metadata: Any = None  # glaviz.model.bundle.BundleMetadata of a bundle
-    checkpoint: Any = None  # glaviz.model.checkpoint.CheckpointInfo of a checkpoint
+    entry: ModelEntry | None = None  # None for a plain file
+    metadata: BundleMetadata | None = None  # of a bundle
+    checkpoint: CheckpointInfo | None = None  # of a checkpoint
 
     @property
     def groups(self) -> tuple[str, ...]:

@@ -226,7 +226,7 @@ def _rasterised(geometries: list[Any], stack: StackInfo, source: RoiSource) -> R
 
 def _from_raster(source: RoiSource, stack: StackInfo) -> RoiMask:
     """A raster mask: non-zero valid pixels are inside."""
-    from glaviz.util.rasters import open_raster, require_crs, same_grid
+    from glaviz.util.rasters import nearest_view, open_raster, require_crs, same_grid
 
     with open_raster(source.path, "--roi raster mask", missing="check the path") as src:
         require_crs(src, source.path, "--roi raster mask")
@@ -236,7 +236,7 @@ def _from_raster(source: RoiSource, stack: StackInfo) -> RoiMask:
             files = _dataset_files(source.path)
             buffered = RoiSource(source.path, "raster", source.buffer_m, None, buffered_in, files)
             return _rasterised(geometries, stack, buffered)
-        view = src if same_grid(src, _Grid.of(stack)) else _nearest_view(src, stack)
+        view = src if same_grid(src, stack) else nearest_view(src, like=stack)
         packed = _empty_packed(stack)
         inside = 0
         for start, n, _ in _bands(stack):
@@ -248,20 +248,6 @@ def _from_raster(source: RoiSource, stack: StackInfo) -> RoiMask:
             inside += int(np.count_nonzero(band))
     plain = RoiSource(source.path, "raster", 0.0, files=_dataset_files(source.path))
     return RoiMask(stack.height, stack.width, packed, plain, inside)
-
-
-def _nearest_view(src: Any, stack: StackInfo) -> Any:
-    from rasterio.enums import Resampling
-    from rasterio.vrt import WarpedVRT
-
-    return WarpedVRT(
-        src,
-        crs=stack.crs,
-        transform=stack.transform,
-        width=stack.width,
-        height=stack.height,
-        resampling=Resampling.nearest,
-    )
 
 
 def _polygonised(src: Any, path: Path) -> Any:
@@ -279,18 +265,6 @@ def _polygonised(src: Any, path: Path) -> Any:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@dataclass(frozen=True)
-class _Grid:
-    crs: Any
-    transform: Any
-    width: int
-    height: int
-
-    @classmethod
-    def of(cls, stack: StackInfo) -> _Grid:
-        return cls(stack.crs, stack.transform, stack.width, stack.height)
 
 
 def _empty_packed(stack: StackInfo) -> np.ndarray:

@@ -50,7 +50,7 @@ class TileInfo:
     region: str
     subregion: str
     shape: tuple[int, int]
-    group: Any  # h5py.Group
+    group: h5py.Group
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ __all__ = [
     "format_bounds",
     "intersects",
     "linear_unit",
+    "nearest_view",
     "open_raster",
     "read_as_float",
     "reproject_bounds",
@@ -272,6 +273,23 @@ def warped_view(src: DatasetReader, *, like: GridLike) -> WarpedVRT:
         tolerance=_EXACT_WARP,
         nodata=np.nan,
         dtype="float32",
+    )
+
+
+def nearest_view(src: DatasetReader, *, like: GridLike) -> WarpedVRT:
+    """A virtual, nearest-neighbour warp of ``src`` onto the grid of ``like``, in its own data
+    type: for masks and classes, whose values must not be averaged (:func:`warped_view` is the
+    bilinear one for continuous rasters)."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    return WarpedVRT(
+        src,
+        crs=like.crs,
+        transform=like.transform,
+        width=like.width,
+        height=like.height,
+        resampling=Resampling.nearest,
     )
 
 
