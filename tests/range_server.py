@@ -47,12 +47,25 @@ class RangeServer:
     bytes_sent: Counter[str] = field(default_factory=Counter)
     ranges: list[tuple[str, str | None]] = field(default_factory=list)
     url: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reset_counts(self) -> None:
         """Forget what was asked so far (between two runs of one test)."""
-        self.requests.clear()
-        self.bytes_sent.clear()
-        self.ranges.clear()
+        with self._lock:
+            self.requests.clear()
+            self.bytes_sent.clear()
+            self.ranges.clear()
+
+    def count_request(self, path: str, byte_range: str | None) -> None:
+        """Note one request (handler threads run at once, hence the lock)."""
+        with self._lock:
+            self.requests[path] += 1
+            self.ranges.append((path, byte_range))
+
+    def count_sent(self, path: str, size: int) -> None:
+        """Note ``size`` body bytes about to be sent for ``path``."""
+        with self._lock:
+            self.bytes_sent[path] += size
 
     @property
     def total_bytes(self) -> int:
@@ -61,6 +74,10 @@ class RangeServer:
 
     def take_fault(self, path: str) -> Fault | None:
         """The fault this request gets, if any (and count it down)."""
+        with self._lock:
+            return self._take_fault(path)
+
+    def _take_fault(self, path: str) -> Fault | None:
         if self.fault is None:
             return None
         if self.fault_paths and not path.lstrip("/").startswith(
@@ -108,8 +125,7 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, *, body: bool) -> None:
             path = unquote(urlsplit(self.path).path)
-            server.requests[path] += 1
-            server.ranges.append((path, self.headers.get("Range")))
+            server.count_request(path, self.headers.get("Range"))
             fault = server.take_fault(path)
             if fault == "refuse":
                 self.close_connection = True
@@ -149,8 +165,9 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             with target.open("rb") as handle:
                 handle.seek(first)
                 data = handle.read(last - first + 1)
+            # Counted before the write: once the client holds the bytes, a test may look.
+            server.count_sent(path, len(data))
             self.wfile.write(data)
-            server.bytes_sent[path] += len(data)
 
         def _status_only(self, status: int) -> None:
             self.send_response(status)
