@@ -175,10 +175,15 @@ def big_scene(tmp_path_factory) -> Path:
     return folder
 
 
-def _start_deploy(folder: Path, out: Path, *extra: str) -> subprocess.Popen:
+def _start_deploy(
+    folder: Path, out: Path, *extra: str, tmpdir: Path | None = None
+) -> subprocess.Popen:
     """A deploy in a child process, returned once it has started writing into ``out``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    code = "import sys; from glaviz.cli.app import main; sys.exit(main(sys.argv[1:]))"
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
+    # run(), the console script's entry point: it is what a user's shell starts.
+    code = "import sys; from glaviz.cli.app import run; sys.argv[0] = 'glaviz'; run()"
     argv = ["deploy", "big.tif", "--weights", "tiny.glaviz", "-o", str(out), "--tta", *extra]
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *argv],
@@ -207,15 +212,42 @@ def test_signal_mid_run_leaves_nothing(
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    proc = _start_deploy(big_scene, out, "--overwrite")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    proc = _start_deploy(big_scene, out, "--overwrite", tmpdir=temp)
     time.sleep(1.0)  # well inside the run
     assert proc.poll() is None, "deploy finished before it could be interrupted; use a bigger stack"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert list(temp.iterdir()) == []  # the private temp folder went too
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines[-1].startswith("Error: stopped by ") and "Traceback" not in err
+
+
+def test_a_signal_that_a_library_swallows_still_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """TensorFlow's dtype code turns any exception, the signal's included, into a TypeError; the
+    run must still end as stopped by the signal, not as an unexpected TypeError."""
+    from glaviz.util.progress import Progress
+
+    def advance(self: Progress, *args: object, **kwargs: object) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs here
+        except BaseException:
+            raise TypeError("Cannot find maximum value of <dtype: 'int32'>.") from None
+
+    monkeypatch.setattr(Progress, "advance", advance)
+    write_stack(tmp_path / "small.tif", height=64, width=64)
+    tiny_bundle(tmp_path / "tiny.glaviz")
+    out = tmp_path / "out"
+    args = ["deploy", str(tmp_path / "small.tif"), "--weights", str(tmp_path / "tiny.glaviz")]
+    assert main([*args, "-o", str(out)]) == 143
+    assert error_line(capsys).startswith("Error: stopped by SIGTERM")
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------ single-file outputs: records

@@ -11,16 +11,18 @@ pipe, never shortens a name and prints help text exactly as written.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import inspect
 import json
+import os
 import re
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -374,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
             if debug:
                 traceback.print_exc()
             code, error = 1, exc
+    if received and error is not received[0]:
+        # A library caught the signal's exception and raised its own instead (TensorFlow turns
+        # it into a TypeError in places): the run still stopped because of the signal.
+        error, code = received[0], SIGNAL_EXIT_BASE + received[0].signum
 
     if error is not None:
         message = _error_message(error, command)
@@ -431,4 +437,23 @@ def _usage_message(error: BaseException, command: str | None) -> str:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if code > SIGNAL_EXIT_BASE and "tensorflow" in sys.modules:
+        _leave_after_signal(code)
+    sys.exit(code)
+
+
+def _leave_after_signal(code: int) -> NoReturn:
+    """Exit with ``code`` without the interpreter's final teardown.
+
+    A signal can stop TensorFlow in the middle of a call. Tearing down its threads and function
+    caches afterwards then sometimes raises (a ``KeyError`` printed after glaviz's ``Error:``
+    line) or crashes (SIGSEGV, so a script sees 139 instead of 143), about once in 35 runs —
+    after glaviz has already cleaned up. What must still happen at exit is registered with
+    ``atexit`` (the private temp folder goes there), so run those handlers, flush, and leave.
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
