@@ -8,7 +8,9 @@ and points glaviz's base-URL variables at ``server.url``.
 - ``GET`` with ``Range: bytes=a-b``, ``a-`` or ``-n`` answers 206 with ``Content-Range`` (416
   beyond the end); without ``Range``, 200 and the whole file. ``HEAD`` answers the size.
 - ``requests[path]`` counts requests per path and ``bytes_sent[path]`` the body bytes sent, so a
-  test can tell that a second run read nothing again.
+  test can tell that a second run read nothing again; ``authorizations`` keeps each request's
+  ``Authorization`` header, so a test can tell that S3 requests were signed (the server itself
+  answers every request, signed or not, as a path-style S3 endpoint would to valid keys).
 - ``fault`` makes the next ``fault_count`` requests (every one when None) fail: ``"refuse"``
   closes the connection without an answer, ``"slow"`` waits ``delay_s`` before answering,
   ``"5xx"`` answers ``fault_status`` (503). ``fault_paths`` limits the fault to paths that
@@ -46,6 +48,7 @@ class RangeServer:
     requests: Counter[str] = field(default_factory=Counter)
     bytes_sent: Counter[str] = field(default_factory=Counter)
     ranges: list[tuple[str, str | None]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -55,12 +58,14 @@ class RangeServer:
             self.requests.clear()
             self.bytes_sent.clear()
             self.ranges.clear()
+            self.authorizations.clear()
 
-    def count_request(self, path: str, byte_range: str | None) -> None:
+    def count_request(self, path: str, byte_range: str | None, authorization: str | None) -> None:
         """Note one request (handler threads run at once, hence the lock)."""
         with self._lock:
             self.requests[path] += 1
             self.ranges.append((path, byte_range))
+            self.authorizations.append(authorization)
 
     def count_sent(self, path: str, size: int) -> None:
         """Note ``size`` body bytes about to be sent for ``path``."""
@@ -125,7 +130,7 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, *, body: bool) -> None:
             path = unquote(urlsplit(self.path).path)
-            server.count_request(path, self.headers.get("Range"))
+            server.count_request(path, self.headers.get("Range"), self.headers.get("Authorization"))
             fault = server.take_fault(path)
             if fault == "refuse":
                 self.close_connection = True

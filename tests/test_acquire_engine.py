@@ -190,6 +190,37 @@ def test_ranking_by_cloud_in_the_aoi_then_coverage(tmp_path: Path) -> None:
     assert choose(ranked, composite="median", median_dates=2) == ranked[:2]
 
 
+def test_an_aoi_polygon_ranks_by_the_cloud_inside_it_not_its_box(tmp_path: Path) -> None:
+    """Two dates, each a quarter cloudy: over the box they tie; over an --aoi polygon that is
+    the granule's south-east quarter, the date clouded in the north-west is clear and the date
+    clouded in the south-east is all cloud."""
+    from rasterio.warp import transform_geom
+
+    from glaviz.acquire.read import GranuleCache
+    from glaviz.acquire.run import rank_dates
+
+    nw = write_granule(
+        tmp_path / "nw", spec("NW", sensed=datetime(2023, 8, 1), cloud=(0, 0, 60, 60))
+    )
+    se = write_granule(
+        tmp_path / "se", spec("SE", sensed=datetime(2023, 8, 2), cloud=(60, 60, 120, 120))
+    )
+    grid, cache = granule_grid(), GranuleCache(tmp_path / "cache")
+    boxed = rank_dates([se, nw], grid, cache)
+    assert [c.cloud_fraction for c in boxed] == [0.25, 0.25]
+    assert [c.granules[0].item_id for c in boxed] == ["NW", "SE"]  # a tie: the earlier date
+    x0, x1, y0, y1 = LEFT + 600, LEFT + 1200, TOP - 1200, TOP - 600
+    square = {
+        "type": "Polygon",
+        "coordinates": [[(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]],
+    }
+    polygon = transform_geom(f"EPSG:{EPSG}", "EPSG:4326", square)
+    ranked = rank_dates([se, nw], grid, cache, polygon=polygon)
+    assert [c.granules[0].item_id for c in ranked] == ["NW", "SE"]
+    assert ranked[0].cloud_fraction == 0.0 and ranked[1].cloud_fraction > 0.9
+    assert ranked[0].coverage == 1.0
+
+
 def test_a_tile_reprocessed_on_one_day_counts_once(tmp_path: Path) -> None:
     old = write_granule(tmp_path / "o", spec("old", baseline="04.00"))
     new = write_granule(tmp_path / "n", spec("new", baseline="05.09"))

@@ -91,5 +91,5 @@ def test_cdse_search_is_open_and_its_files_need_the_keys() -> None:
         pytest.skip("no CDSE credentials: the download half of this test needs them")
     import rasterio
 
-    with rasterio.Env(**credentials.gdal_options()), rasterio.open(granule.bands["B02"]) as src:
+    with credentials.rasterio_env(), rasterio.open(granule.bands["B02"]) as src:
         assert src.width == 10980 and src.crs.to_epsg() == granule.epsg

@@ -239,3 +239,87 @@ def test_two_tiles_over_http_are_fetched_once_each(
         second = (w + (e - w) / 4, s, e - (e - w) / 4, n - (n - s) / 2)
         result = api.acquire(_config(tmp_path / "two", second))
         assert result.fetched == 0 and server.total_bytes == 0
+
+
+def test_cdse_files_come_from_s3_with_signed_requests(
+    tmp_path: Path, scene: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--source cdse reads everything from the ``eodata`` bucket over S3: bands and the raster
+    mask through GDAL's /vsis3/, the metadata XML and the GML mask through boto3. Every request
+    is signed with the user's access key, and the secret is sent nowhere and recorded nowhere."""
+    import shutil
+    from dataclasses import replace
+
+    import rasterio
+
+    from glaviz import api
+    from glaviz.acquire import search, sources
+    from tests.range_server import range_server
+
+    bucket = tmp_path / "s3" / "eodata"
+    for name in ("w", "e"):  # new baseline (MSK_CLASSI raster) and 03.01 (GML mask)
+        shutil.copytree(tmp_path / name, bucket / name)
+
+    def s3(href: str) -> str:
+        return f"/vsis3/eodata/{Path(href).relative_to(tmp_path).as_posix()}"
+
+    granules = [
+        replace(
+            g,
+            bands={b: s3(h) for b, h in g.bands.items()},
+            metadata=s3(g.metadata),
+            cloud_mask=s3(g.cloud_mask),
+        )
+        for g in scene["granules"][:2]
+    ]
+    monkeypatch.setattr(search, "search_granules", lambda request, stac_url=None: granules)
+    monkeypatch.setenv(sources.CDSE_ACCESS_KEY_ENV, "GLAVIZTESTKEY")
+    monkeypatch.setenv(sources.CDSE_SECRET_KEY_ENV, "glaviz-test-secret")
+    with range_server(tmp_path / "s3") as server:
+        monkeypatch.setenv(sources.CDSE_S3_ENDPOINT_ENV, server.url)
+        out = tmp_path / "cdse"
+        result = api.acquire(_config(out, scene["bbox"], source="cdse"))
+        assert result.fetched == 16  # 2 × (6 bands, metadata, mask)
+        assert {p.split("/")[2] for p in server.requests} == {"w", "e"}
+        assert server.authorizations and all(
+            a and a.startswith("AWS4-HMAC-SHA256 Credential=GLAVIZTESTKEY/")
+            for a in server.authorizations
+        )
+        assert not any("glaviz-test-secret" in (a or "") for a in server.authorizations)
+    record = (out / "acquire.json").read_text()
+    assert "GLAVIZTESTKEY" not in record and "glaviz-test-secret" not in record
+    # The same granules read from their local files give the same stack.
+    local = scene["granules"][:2]
+    monkeypatch.setattr(search, "search_granules", lambda request, stac_url=None: local)
+    api.acquire(_config(tmp_path / "local", scene["bbox"]))
+    with (
+        rasterio.open(out / "optical.tif") as a,
+        rasterio.open(tmp_path / "local/optical.tif") as b,
+    ):
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_cdse_keys_refused_is_one_clear_error(
+    tmp_path: Path, scene: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from glaviz import api
+    from glaviz.acquire import search, sources
+    from glaviz.errors import DownloadError
+    from tests.range_server import range_server
+
+    (tmp_path / "s3" / "eodata").mkdir(parents=True)
+    west = scene["granules"][0]
+    granule = replace(west, metadata="/vsis3/eodata/w/MTD_MSIL1C.xml")
+    monkeypatch.setattr(search, "search_granules", lambda request, stac_url=None: [granule])
+    monkeypatch.setenv(sources.CDSE_ACCESS_KEY_ENV, "WRONGKEY")
+    monkeypatch.setenv(sources.CDSE_SECRET_KEY_ENV, "wrong-secret")
+    with range_server(tmp_path / "s3") as server:
+        server.fault, server.fault_status = "5xx", 403
+        monkeypatch.setenv(sources.CDSE_S3_ENDPOINT_ENV, server.url)
+        out = tmp_path / "refused"
+        with pytest.raises(DownloadError, match=r"HTTP 403.*keys from environment were refused"):
+            api.acquire(_config(out, scene["bbox"], source="cdse"))
+        assert len(server.requests) == 1  # a refusal is not retried
+    assert not out.exists()

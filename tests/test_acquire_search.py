@@ -222,9 +222,14 @@ def _feature_collection(path: Path, geometries: list[dict[str, object]]) -> Path
 def test_aoi_file_geojson(tmp_path: Path) -> None:
     one = bbox_polygon((7.9, 46.4, 8.0, 46.5))
     two = bbox_polygon((8.05, 46.45, 8.1, 46.6))
-    aoi = read_aoi(_feature_collection(tmp_path / "aoi.geojson", [one, two]))
+    path = _feature_collection(tmp_path / "aoi.geojson", [one, two])
+    aoi = read_aoi(path)
     assert aoi.bbox == (7.9, 46.4, 8.1, 46.6)
     assert aoi.geometry["type"] == "MultiPolygon" and len(aoi.geometry["coordinates"]) == 2
+    # The search takes the box; the dates are ranked inside the polygons (a box has none).
+    request = request_from_config(_config(aoi=str(path), year=2023))
+    assert request.bbox == aoi.bbox and request.polygon == aoi.geometry
+    assert request_from_config(_config(bbox="7.9,46.4,8.1,46.6", year=2023)).polygon is None
 
 
 def test_aoi_file_failures_are_input_errors(tmp_path: Path) -> None:
@@ -528,7 +533,12 @@ def test_cdse_credentials_from_environment_or_netrc(
     found = sources.cdse_credentials()
     assert (found.access_key, found.secret_key, found.origin) == ("AKIA1", "s3cr3t", str(netrc))
     assert "s3cr3t" not in repr(found) and "AKIA1" not in repr(found)
-    assert found.gdal_options()["AWS_S3_ENDPOINT"] == "eodata.dataspace.copernicus.eu"
+    with found.rasterio_env():
+        import rasterio
+
+        options = rasterio.env.getenv()
+    assert options["AWS_S3_ENDPOINT"] == "eodata.dataspace.copernicus.eu"
+    assert options["AWS_HTTPS"] == "YES" and options["AWS_ACCESS_KEY_ID"] == "AKIA1"
     monkeypatch.setenv(sources.CDSE_ACCESS_KEY_ENV, "ENVKEY")
     with pytest.raises(ConfigError, match=r"only one of the two is set"):
         sources.cdse_credentials(netrc_path=tmp_path / "none")

@@ -147,8 +147,11 @@ def _gml_in_grid(path: Path, grid: Grid) -> list[Polygon]:
     return [transform_geom(f"EPSG:{epsg}", grid.crs, p) for p in polygons]
 
 
-def footprint_mask(footprints: Iterable[Mapping[str, Any]], grid: Grid) -> np.ndarray:
-    """Pixels of ``grid`` inside the union of the lon/lat ``footprints`` (GeoJSON)."""
+def footprint_mask(
+    footprints: Iterable[Mapping[str, Any]], grid: Grid, *, all_touched: bool = False
+) -> np.ndarray:
+    """Pixels of ``grid`` inside the union of the lon/lat ``footprints`` (GeoJSON); with
+    ``all_touched``, every pixel they touch (so that a polygon narrower than a pixel keeps some)."""
     from rasterio.features import rasterize
     from rasterio.warp import transform_geom
 
@@ -156,7 +159,11 @@ def footprint_mask(footprints: Iterable[Mapping[str, Any]], grid: Grid) -> np.nd
     if not shapes:
         return np.zeros((grid.height, grid.width), dtype=bool)
     burned = rasterize(
-        shapes, out_shape=(grid.height, grid.width), transform=grid.transform, dtype="uint8"
+        shapes,
+        out_shape=(grid.height, grid.width),
+        transform=grid.transform,
+        dtype="uint8",
+        all_touched=all_touched,
     )
     return burned.astype(bool)
 
@@ -180,24 +187,27 @@ def aoi_cloud(
     grid: Grid,
     *,
     scene_cloud_pct: float | None = None,
+    area: np.ndarray | None = None,
 ) -> AoiCloud:
     """Cloud fraction and coverage of the AOI ``grid`` for the granules of one date.
 
     ``masks[i]`` belongs to ``footprints[i]`` (None: that product has no mask). A pixel is
     covered when any footprint holds it, and cloudy when a mask of a granule covering it says so.
+    ``area`` (pixels of the AOI polygon) limits both to the AOI itself; None is the whole grid.
     """
     from rasterio.windows import Window
 
-    covered = np.zeros((grid.height, grid.width), dtype=bool)
+    region = np.ones((grid.height, grid.width), dtype=bool) if area is None else area
+    covered = np.zeros_like(region)
     cloudy = np.zeros_like(covered)
     whole = Window(0, 0, grid.width, grid.height)
     for footprint, mask in zip(footprints, masks, strict=True):
-        inside = footprint_mask([footprint], grid)
+        inside = footprint_mask([footprint], grid) & region
         covered |= inside
         if mask is not None:
             cloudy |= inside & mask.read(whole)
     n_covered = int(covered.sum())
-    coverage = n_covered / covered.size
+    coverage = n_covered / max(int(region.sum()), 1)
     if all(m is None for m in masks):
         fraction = (scene_cloud_pct or 0.0) / 100.0 if n_covered else 1.0
         return AoiCloud(cloud_fraction=fraction, coverage=coverage, source="scene")

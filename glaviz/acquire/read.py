@@ -6,8 +6,9 @@ re-run, a second AOI on the same tile, or a median over dates already fetched fo
 run reads nothing from the server again. Rasters are fetched window by window through
 ``/vsicurl/`` (HTTP range requests) and stored as tiled, DEFLATE-compressed GeoTIFFs: the JPEG
 2000 of Level-1C is decoded once, at the fetch, and every later window read is a cheap local
-read. Small files (product metadata, vector cloud masks) are downloaded whole with the
-resumable downloader of the registry.
+read. Small files (product metadata, vector cloud masks) are downloaded whole: over HTTP with the
+resumable downloader of the registry, and from CDSE's S3 bucket with boto3, which signs each
+request with the user's keys.
 
 Whole files, not only the AOI's window, are cached on purpose: a Sentinel-2 band file is one
 JPEG 2000 codestream, whose header and tile index every windowed read fetches again, so caching
@@ -26,11 +27,14 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glaviz.errors import DownloadError
 from glaviz.runs.atomic import atomic_path
 from glaviz.util.progress import Progress
+
+if TYPE_CHECKING:
+    import rasterio
 
 #: The cache's folder under ``$GLAVIZ_HOME``.
 CACHE_FOLDER = "acquire"
@@ -102,14 +106,16 @@ def vsicurl(href: str) -> str:
     return f"/vsicurl/{href}" if href.startswith(("http://", "https://")) else href
 
 
-def _env_for(href: str) -> dict[str, Any]:
-    """:func:`gdal_env`, plus the CDSE keys for its S3 bucket (read when needed, never kept)."""
-    options = gdal_env()
+def _remote_env(href: str) -> rasterio.Env:
+    """The ``rasterio.Env`` to read ``href`` in: :func:`gdal_env`, and for CDSE's ``/vsis3/``
+    the user's keys (read when needed, never kept)."""
+    import rasterio
+
     if href.startswith("/vsis3/"):
         from glaviz.acquire.sources import cdse_credentials
 
-        options |= cdse_credentials().gdal_options()
-    return options
+        return cdse_credentials().rasterio_env(**gdal_env())
+    return rasterio.Env(**gdal_env())
 
 
 class GranuleCache:
@@ -168,7 +174,7 @@ def copy_remote_raster(href: str, target: Path, *, progress: bool = False) -> No
     from rasterio.windows import Window
 
     try:
-        with rasterio.Env(**_env_for(href)), rasterio.open(vsicurl(href)) as src:
+        with _remote_env(href), rasterio.open(vsicurl(href)) as src:
             profile = _cache_profile(src)
             rows = range(0, src.height, COPY_ROWS)
             bar = Progress(progress, total=len(rows), description=f"fetch {Path(href).name}")
@@ -208,22 +214,59 @@ def _cache_profile(src: Any) -> dict[str, Any]:
 
 
 def _download_small(href: str, target: Path) -> None:
-    """Download a small file whole (resumable, retried), then rename it into the cache."""
+    """Download a small file whole (retried), then rename it into the cache."""
     from glaviz.registry.download import RetryPolicy, download
 
-    if not href.startswith(("http://", "https://")):
-        raise DownloadError(
-            f"cannot fetch {href}: glaviz reads product metadata and vector cloud masks over "
-            "HTTP only, and this source serves them from S3; use --source earth-search"
-        )
-    policy = RetryPolicy(attempts=HTTP_MAX_RETRY + 1, backoff_s=HTTP_RETRY_DELAY_S)
     part = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
-        download(href, part, policy=policy)
+        if href.startswith("/vsis3/"):
+            _download_s3(href, part)
+        elif href.startswith(("http://", "https://")):
+            policy = RetryPolicy(attempts=HTTP_MAX_RETRY + 1, backoff_s=HTTP_RETRY_DELAY_S)
+            download(href, part, policy=policy)
+        else:
+            raise DownloadError(f"cannot fetch {href}: glaviz reads remote files over HTTP or S3")
         os.replace(part, target)
     finally:
         part.unlink(missing_ok=True)
         part.with_name(part.name + ".json").unlink(missing_ok=True)
+
+
+def _download_s3(href: str, part: Path) -> None:
+    """Download ``/vsis3/BUCKET/KEY`` from CDSE's S3 service into ``part`` with the user's keys.
+
+    GDAL signs its own ``/vsis3/`` raster reads, but a product's metadata XML and a GML mask are
+    not rasters; boto3 signs these requests (AWS Signature Version 4, path-style addressing as
+    CDSE serves) and retries throttling and 5xx answers a bounded number of times.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from glaviz.acquire.sources import CDSE_S3_ENDPOINT_ENV, cdse_credentials
+
+    bucket, _, key = href.removeprefix("/vsis3/").partition("/")
+    keys = cdse_credentials()
+    client = keys.s3_client(attempts=HTTP_MAX_RETRY + 1, timeout_s=60)
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        with part.open("wb") as handle:
+            for chunk in body.iter_chunks(2**20):
+                handle.write(chunk)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        hint = (
+            f"the keys from {keys.origin} were refused; check them"
+            if status in {401, 403}
+            else "check the network and run again (files fetched so far are cached)"
+        )
+        raise DownloadError(
+            f"could not read {href} (HTTP {status} {error.get('Code', '')}".rstrip() + f"); {hint}"
+        ) from None
+    except BotoCoreError as exc:
+        raise DownloadError(
+            f"could not read {href} ({_first_line(exc)}); check the network, or "
+            f"{CDSE_S3_ENDPOINT_ENV} if it is set, and run again (files fetched so far are cached)"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

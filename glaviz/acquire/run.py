@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from glaviz.acquire.clouds import CloudMask, aoi_cloud, footprint_mask, mask_kind
 from glaviz.acquire.composite import GranuleFiles, GranuleReader, median, mosaic
@@ -164,7 +166,7 @@ def plan_acquisition(config: AcquireConfig, cache: GranuleCache) -> Plan:
         )
     granules = search_granules(request, stac_url=config.stac_url)
     grid = target_grid(request.bbox, epsg=config.epsg, resolution=config.resolution)
-    ranked = rank_dates(granules, grid, cache)
+    ranked = rank_dates(granules, grid, cache, polygon=request.polygon)
     if not ranked:
         raise InputError(
             f"none of the {len(granules)} granule(s) found between {request.start} and "
@@ -174,15 +176,27 @@ def plan_acquisition(config: AcquireConfig, cache: GranuleCache) -> Plan:
     return Plan(request=request, grid=grid, ranked=ranked, granules=len(granules))
 
 
-def rank_dates(granules: Sequence[Granule], grid: Grid, cache: GranuleCache) -> list[Candidate]:
+def rank_dates(
+    granules: Sequence[Granule],
+    grid: Grid,
+    cache: GranuleCache,
+    *,
+    polygon: Mapping[str, Any] | None = None,
+) -> list[Candidate]:
     """One candidate per date, from the granules whose footprint reaches into the AOI, ranked.
 
-    Cloud is read from each product's mask at :data:`RANK_RESOLUTION_M`.
+    Cloud is read from each product's mask at :data:`RANK_RESOLUTION_M`, over the ``--aoi``
+    ``polygon`` when there is one (a cloud over the rest of its bounding box does not count),
+    else over the whole grid.
     """
     coarse = grid.coarsened(max(1, round(RANK_RESOLUTION_M / grid.resolution)))
+    if polygon is not None:
+        area = footprint_mask([polygon], coarse, all_touched=True)
+    else:
+        area = np.ones((coarse.height, coarse.width), dtype=bool)
     candidates = []
     for day, group in by_day(granules).items():
-        inside = [g for g in group if footprint_mask([g.footprint], coarse).any()]
+        inside = [g for g in group if (footprint_mask([g.footprint], coarse) & area).any()]
         if not inside:
             continue
         with ExitStack() as stack:
@@ -193,6 +207,7 @@ def rank_dates(granules: Sequence[Granule], grid: Grid, cache: GranuleCache) -> 
                 masks,
                 coarse,
                 scene_cloud_pct=sum(scene) / len(scene) if scene else None,
+                area=area,
             )
         candidates.append(Candidate(day=day, granules=tuple(inside), cloud=cloud))
     return rank(candidates)

@@ -69,6 +69,9 @@ class SearchRequest:
     max_cloud_pct: float
     source: Source
     level: Level
+    #: The ``--aoi`` polygons (GeoJSON, lon/lat) that the dates are ranked inside; None for a
+    #: ``--bbox``, where the box is the area. The catalogue is searched with the box either way.
+    polygon: dict[str, Any] | None = None
 
     @property
     def collection(self) -> str:
@@ -105,6 +108,7 @@ def request_from_config(config: AcquireConfig) -> SearchRequest:
         max_cloud_pct=config.max_cloud,
         source=config.source,
         level=config.level,
+        polygon=aoi.geometry if config.aoi is not None else None,
     )
 
 
@@ -427,7 +431,7 @@ def _cdse_l1c_hrefs(item: Item, *, tile: str) -> dict[str, Any]:
 
 def _readable(href: str) -> str:
     """An asset href as GDAL reads it: ``s3://bucket/key`` → ``/vsis3/bucket/key`` (CDSE's
-    ``eodata``, read with :meth:`CdseCredentials.gdal_options`); HTTP hrefs onto their mirror."""
+    ``eodata``, read in :meth:`CdseCredentials.rasterio_env`); HTTP hrefs onto their mirror."""
     if href.startswith("s3://"):
         return "/vsis3/" + href.removeprefix("s3://")
     return sources.l2a_href(href)

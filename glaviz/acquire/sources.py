@@ -10,7 +10,9 @@ Everything a user may point elsewhere is an environment variable read here and n
 - ``GLAVIZ_S2_L2A_BASE_URL``: the bucket of Earth Search's L2A COGs
   (default ``https://sentinel-cogs.s3.us-west-2.amazonaws.com``);
 - ``GLAVIZ_DEM_BASE_URL``: a folder holding ``copernicus-dem-30m/`` and ``copernicus-dem-90m/``
-  (default: each bucket's own address on AWS).
+  (default: each bucket's own address on AWS);
+- ``GLAVIZ_CDSE_S3_ENDPOINT``: the S3 service holding CDSE's ``eodata`` bucket
+  (default ``https://eodata.dataspace.copernicus.eu``; ``http://`` for a local test server).
 
 A mirror keeps the bucket's relative paths, so the same item maps to the same file under any base.
 CDSE credentials are read from the environment or ``~/.netrc`` when needed, are never a command-line
@@ -24,10 +26,16 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from glaviz.acquire.granule import DemProduct, Level
 from glaviz.config.acquire import Source
 from glaviz.errors import ConfigError
+
+if TYPE_CHECKING:
+    import rasterio
+    from botocore.client import BaseClient as S3Client
 
 STAC_URL_ENV = "GLAVIZ_STAC_URL"
 L1C_BASE_ENV = "GLAVIZ_S2_L1C_BASE_URL"
@@ -35,6 +43,7 @@ L2A_BASE_ENV = "GLAVIZ_S2_L2A_BASE_URL"
 DEM_BASE_ENV = "GLAVIZ_DEM_BASE_URL"
 CDSE_ACCESS_KEY_ENV = "GLAVIZ_CDSE_S3_ACCESS_KEY"
 CDSE_SECRET_KEY_ENV = "GLAVIZ_CDSE_S3_SECRET_KEY"
+CDSE_S3_ENDPOINT_ENV = "GLAVIZ_CDSE_S3_ENDPOINT"
 
 #: The public STAC APIs. Earth Search needs no account; the CDSE search is open too, only its
 #: downloads need credentials.
@@ -115,15 +124,60 @@ class CdseCredentials:
     secret_key: str = field(repr=False)
     origin: str = "environment"
 
-    def gdal_options(self) -> dict[str, str]:
-        """GDAL configuration for ``/vsis3/eodata/…`` reads (CDSE serves path-style S3)."""
-        return {
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_S3_ENDPOINT": CDSE_S3_ENDPOINT,
-            "AWS_VIRTUAL_HOSTING": "FALSE",
-            "AWS_HTTPS": "YES",
-        }
+    def rasterio_env(self, **options: Any) -> rasterio.Env:
+        """A ``rasterio.Env`` (with ``options`` besides) in which GDAL reads ``/vsis3/eodata/…``.
+
+        rasterio refuses AWS keys as plain GDAL options and takes them through its
+        ``AWSSession``; CDSE serves path-style S3 at its own endpoint. No region is set, so GDAL
+        signs for its default one, as CDSE's GDAL instructions do.
+        """
+        import boto3
+        import rasterio
+        from rasterio.session import AWSSession
+
+        endpoint = urlsplit(cdse_s3_endpoint())
+        keys = boto3.Session(
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key
+        )
+        return rasterio.Env(
+            session=AWSSession(session=keys, endpoint_url=endpoint.netloc),
+            AWS_VIRTUAL_HOSTING="FALSE",
+            AWS_HTTPS="NO" if endpoint.scheme == "http" else "YES",
+            **options,
+        )
+
+    def s3_client(self, *, attempts: int, timeout_s: float) -> S3Client:
+        """A boto3 S3 client of CDSE's endpoint, for the files that are not rasters (metadata XML,
+        GML masks): it signs each request and retries throttling and 5xx ``attempts`` times."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=cdse_s3_endpoint(),
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            # CDSE's S3 takes any region name in a signature; its own boto3 examples say "default".
+            region_name="default",
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"mode": "standard", "max_attempts": attempts},
+                connect_timeout=min(timeout_s, 10),
+                read_timeout=timeout_s,
+            ),
+        )
+
+
+def cdse_s3_endpoint() -> str:
+    """The URL of the S3 service that holds CDSE's ``eodata`` bucket (no trailing slash):
+    ``$GLAVIZ_CDSE_S3_ENDPOINT`` when set, else CDSE's own."""
+    endpoint = (_env(CDSE_S3_ENDPOINT_ENV) or f"https://{CDSE_S3_ENDPOINT}").rstrip("/")
+    if urlsplit(endpoint).scheme not in {"http", "https"} or not urlsplit(endpoint).netloc:
+        raise ConfigError(
+            f"{CDSE_S3_ENDPOINT_ENV}={endpoint!r} is not an http(s) URL; set it like "
+            f"https://{CDSE_S3_ENDPOINT}, or unset it"
+        )
+    return endpoint
 
 
 def _netrc_credentials(path: Path) -> CdseCredentials | None:
