@@ -409,8 +409,9 @@ def _l2a_hrefs(item: Item) -> dict[str, Any]:
 
 
 def _cdse_l1c_hrefs(item: Item, *, tile: str) -> dict[str, Any]:
-    """CDSE L1C: the item's own band hrefs (``s3://eodata/…``), and the metadata and cloud mask at
-    their places in the same SAFE folder."""
+    """CDSE L1C: the item's own band hrefs (``s3://eodata/…``), its ``product_metadata`` asset
+    (``MTD_MSIL1C.xml``), and the cloud mask at its place in the same SAFE folder; the metadata
+    too where an item lacks that asset."""
     bands: dict[str, str] = {}
     for band in OPTICAL_BANDS:
         href = _asset_href(item, band, f"{band}_10m", f"{band}_20m", COMMON_NAMES[band])
@@ -422,9 +423,12 @@ def _cdse_l1c_hrefs(item: Item, *, tile: str) -> dict[str, Any]:
     granule_dir = first.rsplit("/IMG_DATA/", 1)[0] if "/IMG_DATA/" in first else None
     baseline = item["properties"].get("s2:processing_baseline") or _baseline_from_name(first)
     mask = "MSK_CLASSI_B00.jp2" if baseline_at_least(baseline, "04.00") else "MSK_CLOUDS_B00.gml"
+    metadata = _asset_href(item, "product_metadata")
+    if metadata is None and safe_root:
+        metadata = f"{safe_root}/MTD_MSIL1C.xml"
     return {
         "bands": bands,
-        "metadata": f"{safe_root}/MTD_MSIL1C.xml" if safe_root else None,
+        "metadata": _readable(metadata) if metadata else None,
         "cloud_mask": f"{granule_dir}/QI_DATA/{mask}" if granule_dir else None,
     }
 
