@@ -108,6 +108,9 @@ def test_best_date_two_tiles_written_and_recorded(tmp_path: Path, scene: dict) -
         assert elevation[:, 0].max() == 1000.0 and elevation[:, -1].min() == 2000.0
     with rasterio.open(out / "stack.tif") as src:
         assert src.count == 8 and src.descriptions[6:] == ("elevation", "slope")
+        assert src.tags()["ACQUISITION_DATE"] == "2023-08-15"
+    with rasterio.open(out / "optical.tif") as src:  # for a stack built from it later
+        assert src.tags()["ACQUISITION_DATE"] == "2023-08-15"
     record = json.loads((out / "acquire.json").read_text())
     assert record["radiometry"] == "TOA" and record["command"] == "acquire"
     granules = {g["item_id"]: g for g in record["scenes"][0]["granules"]}

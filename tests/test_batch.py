@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime
+import json
 import os
 import re
 import shutil
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import rasterio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -160,6 +163,18 @@ def test_job_errors_name_the_problem(tmp_path: Path, text: str, message: str) ->
         load_job(job)
 
 
+def test_an_undated_scene_keeps_the_fingerprint_of_older_jobs(tmp_path: Path) -> None:
+    """features gained a date; an undated raw scene's settings must print as before it did, or
+    every finished scene of an older job would be recomputed for nothing."""
+    from glaviz.batch.plan import _settings
+    from glaviz.config import FeaturesConfig
+
+    undated = FeaturesConfig(output=tmp_path / "s.tif", optical="o.tif", elevation="e.tif")
+    assert "date" not in _settings(undated)
+    dated = undated.model_copy(update={"date": datetime.date(2023, 8, 10)})
+    assert _settings(dated)["date"] == "2023-08-10"
+
+
 @given(
     ids=st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True), unique=True),
     shards=st.integers(min_value=1, max_value=12),
@@ -221,6 +236,10 @@ def test_local_cluster_runs_all_then_skips_then_recomputes_changed_weights(
         assert row["date"] == f"2023-08-{10 + int(sid[-1]):02d}"
         for name in ("stack.tif", "outlines.tif", "outlines.gpkg", "run.json", "batch.json"):
             assert (out / sid / name).is_file(), (sid, name)
+        with rasterio.open(out / sid / "stack.tif") as src:  # the scene's date, on its stack
+            assert src.tags()["ACQUISITION_DATE"] == row["date"]
+        run = json.loads((out / sid / "run.json").read_text())
+        assert run["scene"]["acquisition_date"] == row["date"]
 
     merged = gpd.read_file(out / "outlines.gpkg", layer="glaciers")
     assert merged.crs.to_epsg() == 4326

@@ -319,6 +319,36 @@ def test_cli_writes_stack_and_summary(tmp_path: Path, capsys) -> None:
     assert capsys.readouterr().out == ""
 
 
+def test_cli_date_is_tagged_inherited_and_checked(tmp_path: Path, capsys) -> None:
+    """--date tags the stack (deploy records it, inventory and change read it); without it the
+    optical raster's own tag is carried over; a bad date is one error line and writes nothing."""
+    from glaviz.published.stack_layout import ACQUISITION_DATE_TAG
+
+    opt, dem = _optical(tmp_path), _dem_same_grid(tmp_path)
+    out = tmp_path / "stack.tif"
+    args = ["features", "-o", str(out), "--optical", str(opt), "--elevation", str(dem)]
+    assert main([*args, "--date", "2023-08-21"]) == 0
+    assert "imagery of 2023-08-21" in capsys.readouterr().out
+    assert _read(out)[2]["tags"][ACQUISITION_DATE_TAG] == "2023-08-21"
+    assert main([*args, "--overwrite"]) == 0  # an undated optical raster: an undated stack
+    assert ACQUISITION_DATE_TAG not in _read(out)[2]["tags"]
+    with rasterio.open(opt, "r+") as ds:
+        ds.update_tags(**{ACQUISITION_DATE_TAG: "2021-09-02"})
+    assert main([*args, "--overwrite"]) == 0
+    assert _read(out)[2]["tags"][ACQUISITION_DATE_TAG] == "2021-09-02"
+    assert main([*args, "--overwrite", "--date", "2023-08-21"]) == 0  # the option wins
+    assert _read(out)[2]["tags"][ACQUISITION_DATE_TAG] == "2023-08-21"
+    capsys.readouterr()
+    out.unlink()
+    assert main([*args, "--date", "2023-02-30"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and "date" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    published = ["features", "-o", str(out), "--from-published", str(tmp_path / "x.pickle")]
+    assert main([*published, "--date", "2023-08-21"]) == 2
+    assert "published feature file is converted as it is" in capsys.readouterr().err
+
+
 def test_cli_input_error_is_one_line_exit_1(tmp_path: Path, capsys) -> None:
     opt = _optical(tmp_path, bands=4)
     dem = _dem_same_grid(tmp_path)

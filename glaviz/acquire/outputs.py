@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from glaviz.acquire.composite import CLEAR, CLOUD, NO_DATA
 from glaviz.acquire.grid import Grid
+from glaviz.published.stack_layout import ACQUISITION_DATE_TAG
 from glaviz.util.progress import Progress
 from glaviz.util.rasters import count_windows, windows
 
@@ -138,9 +140,13 @@ def write_optical(
     *,
     optical: Path,
     radiometry: str,
+    acquisition_date: date,
     progress: bool,
 ) -> tuple[Tally, Preview]:
-    """Write ``optical`` from ``composite(window)``; returns the cloud tally and the preview."""
+    """Write ``optical`` from ``composite(window)``; returns the cloud tally and the preview.
+
+    It carries the imagery's date, as the stack does, so a stack that ``glaviz features``
+    builds from it later is dated too."""
     import rasterio
     from rasterio.windows import Window
 
@@ -154,6 +160,7 @@ def write_optical(
         for index, text in enumerate(OPTICAL_DESCRIPTIONS, start=1):
             out.set_band_description(index, text)
         out.update_tags(radiometry=radiometry, units="reflectance (0-1)")
+        out.update_tags(**{ACQUISITION_DATE_TAG: acquisition_date.isoformat()})
         for window in windows(whole, WINDOW):
             values, flags = composite(window)
             out.write(values, window=window)

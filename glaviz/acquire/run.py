@@ -371,10 +371,10 @@ def _write_rasters(
         output=temps["stack.tif"],
         optical=temps["optical.tif"],
         elevation=temps["elevation.tif"],
+        acquisition_date=composite_date([c.day for c in chosen]),
         overwrite=True,
         progress=progress,
     )
-    _tag_date(temps["stack.tif"], composite_date([c.day for c in chosen]))
     preview.save(temps["quicklook.png"])
     return tally, dem_coverage
 
@@ -402,16 +402,6 @@ def _write_optical(
             composite,
             optical=temps["optical.tif"],
             radiometry="BOA" if config.level == "l2a" else "TOA",
+            acquisition_date=composite_date([c.day for c in chosen]),
             progress=progress,
         )
-
-
-def _tag_date(stack: Path, day: date) -> None:
-    """Date the stack, so that deploy's run record, and through it inventory and change, know
-    when the imagery was taken without being told."""
-    import rasterio
-
-    from glaviz.published.stack_layout import ACQUISITION_DATE_TAG
-
-    with rasterio.open(stack, "r+") as dst:
-        dst.update_tags(**{ACQUISITION_DATE_TAG: day.isoformat()})

@@ -163,7 +163,11 @@ def _settings(config: FeaturesConfig | AcquireConfig | None) -> dict[str, Any] |
     """A config's settings for the fingerprint: no output paths, no behaviour flags."""
     if config is None:
         return None
-    return config.model_dump(mode="json", exclude={*config.OUTPUT_FIELDS, *BEHAVIOUR_FLAGS})
+    settings = config.model_dump(mode="json", exclude={*config.OUTPUT_FIELDS, *BEHAVIOUR_FLAGS})
+    # features' date came later: left out when unset, so finished undated scenes keep their prints.
+    if settings.get("date", ...) is None:
+        del settings["date"]
+    return settings
 
 
 def worker_name() -> str:

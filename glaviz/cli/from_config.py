@@ -11,6 +11,7 @@ of body, :func:`run_engine`: the engine's result says what to print and what ``-
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import types
 import typing
@@ -207,6 +208,9 @@ def _parameter(
     elif origin is Literal:
         cli_type = str
         metavar = "[" + "|".join(str(a) for a in typing.get_args(base)) + "]"
+    elif base is dt.date:  # click has no date type: pydantic parses the text, with its message
+        cli_type = str
+        metavar = "YYYY-MM-DD"
     elif origin is tuple:  # feature groups: one comma-separated value
         cli_type = str
         metavar = "GROUP,GROUP"

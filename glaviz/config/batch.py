@@ -275,6 +275,8 @@ class JobConfig(CommandConfig):
             return None
         values: dict[str, Any] = {**self.features, **spec.raw_inputs()}
         values.update(output=output, overwrite=True)
+        if spec.date is not None:  # dated on the stack too, for deploy's record and change
+            values["date"] = spec.date
         missing = [n for n in ("optical", "elevation") if values.get(n) is None]
         if missing:
             raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -41,6 +42,12 @@ class FeaturesConfig(CommandConfig):
     cross_pol_sar: Path | None = Field(None, description="Cross-pol sigma0, 2 bands, linear.")
     in_sar: Path | None = Field(None, description="InSAR coherence, 2 bands.")
     thermal: Path | None = Field(None, description="Thermal band, 1 band, K.")
+    date: dt.date | None = Field(
+        None,
+        description="Date of the imagery (YYYY-MM-DD), tagged on the stack so that deploy, "
+        "inventory and change know it; default: the optical raster's own ACQUISITION_DATE tag "
+        "(glaviz acquire writes one), else none.",
+    )
     overwrite: bool = overwrite_field("an existing output")
     skip_existing: bool = skip_existing_field()
 
@@ -52,6 +59,11 @@ class FeaturesConfig(CommandConfig):
                 raise ValueError(
                     "from_published (--from-published) replaces the raster inputs; drop "
                     + ", ".join(given)
+                )
+            if self.date is not None:
+                raise ValueError(
+                    "date (--date) dates raster inputs; a published feature file is converted "
+                    "as it is"
                 )
             return self
         missing = [n for n in ("optical", "elevation") if n not in given]

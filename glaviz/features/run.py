@@ -18,5 +18,9 @@ def run_features(config: FeaturesConfig, *, progress: bool = False) -> StackResu
             progress=progress,
         )
     return compile_stack(
-        output=config.output, overwrite=config.overwrite, progress=progress, **config.inputs()
+        output=config.output,
+        acquisition_date=config.date,
+        overwrite=config.overwrite,
+        progress=progress,
+        **config.inputs(),
     )

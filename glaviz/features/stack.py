@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Collection
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from glaviz.errors import ConfigError, InputError
 from glaviz.features.slope import BLOCK, write_slope
 from glaviz.published.groups import GROUP_STACK_BANDS
 from glaviz.published.normalisation import OpticalRange
+from glaviz.published.stack_layout import ACQUISITION_DATE_TAG
 from glaviz.runs.atomic import scratch_folder
 from glaviz.runs.outputs import refuse_existing
 from glaviz.util.progress import Progress
@@ -126,12 +128,15 @@ class StackResult:
     slope_computed: bool
     seconds: float
     inputs: dict[str, str] = field(default_factory=dict)
+    #: The imagery's date tagged on the stack (``YYYY-MM-DD``), if one was given or inherited.
+    acquisition_date: str | None = None
 
     def summary(self) -> str:
         """The line ``glaviz features`` prints."""
+        dated = f", imagery of {self.acquisition_date}" if self.acquisition_date else ""
         return (
             f"Wrote {self.path}: {self.width} × {self.height} px, {len(self.bands)} bands "
-            f"({', '.join(self.groups)}), {self.crs}, {self.seconds:.1f} s"
+            f"({', '.join(self.groups)}), {self.crs}{dated}, {self.seconds:.1f} s"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -345,16 +350,35 @@ def tag_stack(
     bands: tuple[str, ...],
     units: tuple[str, ...],
     note: str,
+    acquisition_date: date | None = None,
 ) -> None:
-    """Record what made a stack: glaviz's version, its inputs, each band's unit, and ``note``."""
+    """Record what made a stack: glaviz's version, its inputs, each band's unit, ``note``, and
+    the date of its imagery when known (deploy records it; inventory and change read it)."""
     dst.update_tags(
         GLAVIZ_VERSION=__version__,
         GLAVIZ_INPUTS=json.dumps(inputs),
         GLAVIZ_UNITS=json.dumps(dict(zip(bands, units, strict=True))),
         GLAVIZ_NOTE=note,
     )
+    if acquisition_date is not None:
+        dst.update_tags(**{ACQUISITION_DATE_TAG: acquisition_date.isoformat()})
     for idx, unit in enumerate(units, start=1):
         dst.update_tags(idx, units=unit)
+
+
+def tagged_date(ds: DatasetReader) -> date | None:
+    """The ``ACQUISITION_DATE`` tag of a raster (``glaviz acquire`` writes it on its outputs), or
+    None when it has none; a tag that is not a date is ignored with a warning."""
+    text = ds.tags().get(ACQUISITION_DATE_TAG)
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        log.warning(
+            "%s: ignoring tag %s=%r, not a YYYY-MM-DD date", ds.name, ACQUISITION_DATE_TAG, text
+        )
+        return None
 
 
 def _check_window_size(window_size: int) -> None:
@@ -446,6 +470,7 @@ def _write_stack(
     like: DatasetReader,
     window_size: int,
     provenance: dict[str, str],
+    acquisition_date: date | None,
     on_window: Callable[[Window], Any] | None,
     bar: Progress,
 ) -> OpticalRange:
@@ -477,6 +502,7 @@ def _write_stack(
             bands=layout.bands,
             units=layout.units,
             note="physical units; glaviz normalises with the model's statistics",
+            acquisition_date=acquisition_date,
         )
     return optical
 
@@ -489,6 +515,7 @@ def _fill_stack(
     *,
     window_size: int,
     provenance: dict[str, str],
+    acquisition_date: date | None,
     progress: bool,
     on_window: Callable[[Window], Any] | None,
 ) -> OpticalRange:
@@ -523,6 +550,7 @@ def _fill_stack(
             like=opt,
             window_size=window_size,
             provenance=provenance,
+            acquisition_date=acquisition_date,
             on_window=on_window,
             bar=bar,
         )
@@ -538,6 +566,7 @@ def compile_stack(
     cross_pol_sar: str | Path | None = None,
     in_sar: str | Path | None = None,
     thermal: str | Path | None = None,
+    acquisition_date: date | None = None,
     overwrite: bool = False,
     progress: bool = False,
     window_size: int = 1024,
@@ -550,6 +579,9 @@ def compile_stack(
     in physical units (the model's normalisation is applied by
     :mod:`glaviz.published.normalisation`), float32, NaN where invalid. Slope is computed from
     ``elevation`` (Horn, degrees) when not given.
+
+    ``acquisition_date`` is the date of the imagery, tagged on the stack so that deploy, inventory
+    and change know it; without it, the optical input's own tag is carried over, if it has one.
 
     ``window_size`` (a multiple of 256) sets the processing window and so the memory in use.
     ``on_window`` is called after each stack window is written (progress hooks, tests).
@@ -577,6 +609,7 @@ def compile_stack(
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         sources = _open_inputs(stack, paths)
         opt = sources["optical"]
+        day = acquisition_date or tagged_date(opt)
         # Beside the output, so the final rename is atomic; removed whatever happens.
         part = stack.enter_context(scratch_folder(output)) / output.name
         optical = _fill_stack(
@@ -586,6 +619,7 @@ def compile_stack(
             part,
             window_size=window_size,
             provenance=_provenance(paths),
+            acquisition_date=day,
             progress=progress,
             on_window=on_window,
         )
@@ -605,4 +639,5 @@ def compile_stack(
             slope_computed=layout.slope_computed,
             seconds=time.perf_counter() - started,
             inputs={n: str(p) for n, p in paths.items()},
+            acquisition_date=day.isoformat() if day else None,
         )

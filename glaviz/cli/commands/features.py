@@ -16,7 +16,7 @@ def features(config: FeaturesConfig) -> dict[str, Any]:
     --optical and --elevation are required unless --from-published names a published
     compile_features.py file (read with an allow-list unpickler).
 
-    Example: glaviz features -o stack.tif --optical s2.tif --elevation dem.tif
+    Example: glaviz features -o stack.tif --optical s2.tif --elevation dem.tif --date 2023-08-21
 
     Example: glaviz features --from-published swiss_alps_features-004.pickle -o stack.tif
     """
