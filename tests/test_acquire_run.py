@@ -68,6 +68,26 @@ def _spec(item: str, **kw: object) -> GranuleSpec:
     return GranuleSpec(**{**base, **kw})  # type: ignore[arg-type]
 
 
+def _moved(granules: list[Granule], root: Path, prefix: str) -> list[Granule]:
+    """``granules`` with every file's href moved from below ``root`` to below ``prefix`` (a
+    server's URL, or a bucket as GDAL names it), keeping the relative paths."""
+    from dataclasses import replace
+
+    def moved(href: str | None) -> str:
+        assert href is not None
+        return f"{prefix}/{Path(href).relative_to(root).as_posix()}"
+
+    return [
+        replace(
+            g,
+            bands={b: moved(h) for b, h in g.bands.items()},
+            metadata=moved(g.metadata),
+            cloud_mask=moved(g.cloud_mask),
+        )
+        for g in granules
+    ]
+
+
 def _config(out: Path, bbox: object, **kw: object) -> AcquireConfig:
     return AcquireConfig(
         bbox=bbox,
@@ -212,26 +232,13 @@ def test_two_tiles_over_http_are_fetched_once_each(
 ) -> None:
     """The same two tiles served by a range server: the first run fetches every file once
     (never a byte twice), a second AOI over both tiles fetches nothing; with a progress bar."""
-    from dataclasses import replace
 
     from glaviz import api
     from glaviz.acquire import search
     from tests.range_server import range_server
 
     with range_server(tmp_path) as server:
-
-        def remote(href: str) -> str:
-            return f"{server.url}/{Path(href).relative_to(tmp_path).as_posix()}"
-
-        granules = [
-            replace(
-                g,
-                bands={b: remote(h) for b, h in g.bands.items()},
-                metadata=remote(g.metadata),
-                cloud_mask=remote(g.cloud_mask),
-            )
-            for g in scene["granules"][:2]
-        ]
+        granules = _moved(scene["granules"][:2], tmp_path, server.url)
         monkeypatch.setattr(search, "search_granules", lambda request, stac_url=None: granules)
         api.acquire(_config(tmp_path / "one", scene["bbox"]), progress=True)
         assert len(server.requests) == 16  # 2 × (6 bands, metadata, mask)
@@ -251,7 +258,6 @@ def test_cdse_files_come_from_s3_with_signed_requests(
     mask through GDAL's /vsis3/, the metadata XML and the GML mask through boto3. Every request
     is signed with the user's access key, and the secret is sent nowhere and recorded nowhere."""
     import shutil
-    from dataclasses import replace
 
     import rasterio
 
@@ -263,18 +269,7 @@ def test_cdse_files_come_from_s3_with_signed_requests(
     for name in ("w", "e"):  # new baseline (MSK_CLASSI raster) and 03.01 (GML mask)
         shutil.copytree(tmp_path / name, bucket / name)
 
-    def s3(href: str) -> str:
-        return f"/vsis3/eodata/{Path(href).relative_to(tmp_path).as_posix()}"
-
-    granules = [
-        replace(
-            g,
-            bands={b: s3(h) for b, h in g.bands.items()},
-            metadata=s3(g.metadata),
-            cloud_mask=s3(g.cloud_mask),
-        )
-        for g in scene["granules"][:2]
-    ]
+    granules = _moved(scene["granules"][:2], tmp_path, "/vsis3/eodata")
     monkeypatch.setattr(search, "search_granules", lambda request, stac_url=None: granules)
     monkeypatch.setenv(sources.CDSE_ACCESS_KEY_ENV, "GLAVIZTESTKEY")
     monkeypatch.setenv(sources.CDSE_SECRET_KEY_ENV, "glaviz-test-secret")
