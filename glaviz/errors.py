@@ -64,6 +64,16 @@ class OutOfMemoryError(GlavizError, MemoryError):
     ``MemoryError``); the message names the setting that lowers the need (exit code 1)."""
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of ``exc``'s message, cut to ``limit`` characters (with "…"), or the
+    exception's type name when it says nothing: the cause inside a one-line ``Error:``."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    if limit is not None and len(line) > limit:
+        line = line[:limit] + "…"
+    return line
+
+
 #: What each exit status means, keyed by the classes' own codes so the words cannot drift from
 #: them. Help texts and docs are generated from this table (:func:`exit_codes_help`).
 EXIT_MEANINGS: dict[int, str] = {

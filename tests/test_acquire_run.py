@@ -297,8 +297,15 @@ def test_cdse_files_come_from_s3_with_signed_requests(
         np.testing.assert_array_equal(a.read(), b.read())
 
 
-def test_cdse_keys_refused_is_one_clear_error(
-    tmp_path: Path, scene: dict, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (403, r"HTTP 403.*keys from environment were refused"),
+        (404, r"HTTP 404.*bucket has no such file"),
+    ],
+)
+def test_cdse_refusal_or_missing_file_is_one_clear_error(
+    tmp_path: Path, scene: dict, monkeypatch: pytest.MonkeyPatch, status: int, message: str
 ) -> None:
     from dataclasses import replace
 
@@ -307,17 +314,18 @@ def test_cdse_keys_refused_is_one_clear_error(
     from glaviz.errors import DownloadError
     from tests.range_server import range_server
 
-    (tmp_path / "s3" / "eodata").mkdir(parents=True)
+    (tmp_path / "s3" / "eodata").mkdir(parents=True)  # empty: every file answers 404
     west = scene["granules"][0]
     granule = replace(west, metadata="/vsis3/eodata/w/MTD_MSIL1C.xml")
     monkeypatch.setattr(search, "search_granules", lambda request, stac_url=None: [granule])
     monkeypatch.setenv(sources.CDSE_ACCESS_KEY_ENV, "WRONGKEY")
     monkeypatch.setenv(sources.CDSE_SECRET_KEY_ENV, "wrong-secret")
     with range_server(tmp_path / "s3") as server:
-        server.fault, server.fault_status = "5xx", 403
+        if status != 404:
+            server.fault, server.fault_status = "5xx", status
         monkeypatch.setenv(sources.CDSE_S3_ENDPOINT_ENV, server.url)
         out = tmp_path / "refused"
-        with pytest.raises(DownloadError, match=r"HTTP 403.*keys from environment were refused"):
+        with pytest.raises(DownloadError, match=message):
             api.acquire(_config(out, scene["bbox"], source="cdse"))
-        assert len(server.requests) == 1  # a refusal is not retried
+        assert len(server.requests) == 1  # neither is retried
     assert not out.exists()

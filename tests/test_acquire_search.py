@@ -513,6 +513,18 @@ def test_refused_connection_is_one_download_error() -> None:
 # --- CDSE credentials ---------------------------------------------------------------------------
 
 
+def test_a_malformed_cdse_endpoint_is_refused_before_any_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(sources.CDSE_ACCESS_KEY_ENV, "KEY")
+    monkeypatch.setenv(sources.CDSE_SECRET_KEY_ENV, "SECRET")
+    monkeypatch.setenv(sources.CDSE_S3_ENDPOINT_ENV, "eodata.example.org")
+    with stac_server("l1c") as server:
+        with pytest.raises(ConfigError, match=r"GLAVIZ_CDSE_S3_ENDPOINT='eodata.example.org'"):
+            search.search_granules(_request(source="cdse"), stac_url=server.url)
+        assert server.requests == []
+
+
 def test_missing_cdse_credentials_name_the_variables_before_any_request(tmp_path: Path) -> None:
     with stac_server("l1c") as server:
         with pytest.raises(ConfigError) as caught:

@@ -24,7 +24,7 @@ from glaviz.errors import InputError, OutputExistsError
 from glaviz.runs.records import Skipped
 from glaviz.util.hashing import sha256_file
 from tests.helpers import error_line, write_raster
-from tests.test_skip_empty import orbit_edge_and_cloud
+from tests.test_skip_empty import orbit_edge_and_cloud, read
 
 #: The stack's grid (tests.helpers.write_stack): 10 m pixels from (500000, 5200000), UTM 32N.
 X0, Y0, RES, CRS = 500000.0, 5200000.0, 10.0, "EPSG:32632"
@@ -43,11 +43,6 @@ def write_vector(path: Path, geometries, crs: str = CRS, layer: str | None = Non
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Path:
     return orbit_edge_and_cloud(tmp_path_factory.mktemp("roi") / "stack.tif")
-
-
-def read(path: Path) -> np.ndarray:
-    with rasterio.open(path) as ds:
-        return ds.read()
 
 
 @pytest.mark.parametrize("rows", [(60, 150), (120, 130)])

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glaviz.errors import DownloadError
+from glaviz.errors import DownloadError, first_line
 from glaviz.runs.atomic import atomic_path
 from glaviz.util.progress import Progress
 
@@ -185,7 +185,7 @@ def copy_remote_raster(href: str, target: Path, *, progress: bool = False) -> No
                     bar.advance()
     except RasterioError as exc:
         raise DownloadError(
-            f"could not read {href} ({_first_line(exc)}); check the network, or the base URL "
+            f"could not read {href} ({first_line(exc)}); check the network, or the base URL "
             "of the mirror if one is set, and run again (files fetched so far are cached)"
         ) from None
 
@@ -254,21 +254,17 @@ def _download_s3(href: str, part: Path) -> None:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        hint = (
-            f"the keys from {keys.origin} were refused; check them"
-            if status in {401, 403}
-            else "check the network and run again (files fetched so far are cached)"
-        )
+        if status in {401, 403}:
+            hint = f"the keys from {keys.origin} were refused; check them"
+        elif status == 404:
+            hint = "the bucket has no such file; the catalogue item is stale, choose other dates"
+        else:
+            hint = "check the network and run again (files fetched so far are cached)"
         raise DownloadError(
             f"could not read {href} (HTTP {status} {error.get('Code', '')}".rstrip() + f"); {hint}"
         ) from None
     except BotoCoreError as exc:
         raise DownloadError(
-            f"could not read {href} ({_first_line(exc)}); check the network, or "
+            f"could not read {href} ({first_line(exc)}); check the network, or "
             f"{CDSE_S3_ENDPOINT_ENV} if it is set, and run again (files fetched so far are cached)"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -27,7 +27,7 @@ from glaviz.acquire.aoi import Bbox, aoi_from_config, format_bbox
 from glaviz.acquire.granule import OPTICAL_BANDS, DemProduct, DemTile, Granule, Level
 from glaviz.acquire.season import describe_window, search_window
 from glaviz.config.acquire import AcquireConfig, Source
-from glaviz.errors import DownloadError, InputError
+from glaviz.errors import DownloadError, InputError, first_line
 
 if TYPE_CHECKING:
     from pystac_client import Client
@@ -139,9 +139,7 @@ def open_catalogue(url: str) -> Client:
 def _unreachable(url: str, exc: Exception) -> DownloadError:
     """The catalogue's failure as one error: a refusal (HTTP 4xx, or an answer that is not a
     STAC API) says to check the address; anything else happened after the retries."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if len(reason) > 200:
-        reason = reason[:200] + "…"
+    reason = first_line(exc, 200)
     status = getattr(exc, "status_code", None)
     if (status is not None and 400 <= status < 500) or isinstance(exc, ValueError):
         answer = f"HTTP {status}" if status is not None else "something that is not a STAC API"
@@ -177,12 +175,14 @@ def search_granules(
     """The granules of ``request``, scene cloud cover at most ``max_cloud_pct``, sorted by
     acquisition time then tile.
 
-    Raises :class:`ConfigError` for missing CDSE credentials (before any request; pass
-    ``require_credentials=False`` for a search that downloads nothing), :class:`DownloadError`
+    Raises :class:`ConfigError` for missing CDSE credentials or a malformed
+    ``$GLAVIZ_CDSE_S3_ENDPOINT`` (before any request; pass ``require_credentials=False`` for a
+    search that downloads nothing), :class:`DownloadError`
     when the catalogue does not answer, :class:`InputError` when nothing matches.
     """
     if request.source == "cdse" and require_credentials:
         sources.cdse_credentials()
+        sources.cdse_s3_endpoint()
     url = sources.stac_url(request.source, stac_url)
     client = open_catalogue(url)
     from pystac_client import ConformanceClasses

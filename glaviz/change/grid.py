@@ -31,6 +31,7 @@ from glaviz.util.rasters import (
     bounds_overlap,
     crs_name,
     format_bounds,
+    format_bounds_in,
     open_raster,
     reproject_bounds,
     require_crs,
@@ -201,8 +202,7 @@ def _open_on_grid(path: Path, grid: Grid, what: str) -> Any:
     try:
         require_crs(src, path, what)
         if not bounds_overlap(src.bounds, src.crs, grid.bounds, grid.crs):
-            moved = reproject_bounds(src.bounds, src.crs, grid.crs)
-            shown = format_bounds(moved) if moved is not None else "(not transformable)"
+            shown = format_bounds_in(src.bounds, src.crs, grid.crs)
             raise InputError(
                 f"{what} {path} does not overlap the earliest input (bounds "
                 f"{format_bounds(grid.bounds)}, {path.name} {shown} in {crs_name(grid.crs)}); "

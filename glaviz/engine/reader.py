@@ -192,7 +192,7 @@ class StackReader:
         read_until = 0  # scene rows reported so far (read, or passed over)
         for k, row_origin in enumerate(grid.row_origins):
             plan = read_window_from_padded(grid, row_origin, 0, width=grid.padded_width)
-            if not self._must_read(plan.scene_rows.start, read_until, plan.scene_rows.stop):
+            if not self._must_read(plan.scene_rows.start, plan.scene_rows.stop):
                 rows = self._passed_over(read_until, plan.scene_rows.stop)
                 read_until = max(read_until, plan.scene_rows.stop)
                 previous = {}
@@ -224,7 +224,7 @@ class StackReader:
                 inputs["location"] = self._location(row_origin)
             yield WindowRow(k, inputs, scene_rows)
 
-    def _must_read(self, start: int, read_until: int, stop: int) -> bool:
+    def _must_read(self, start: int, stop: int) -> bool:
         """Whether a window row's strip is read: always without ``rows_needed``, else when its
         rows include a needed one (a computed window's rows, or rows its halo reaches)."""
         if self.rows_needed is None:

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from glaviz.engine.tiling import TileGrid, column_hits, window_spans
-from glaviz.errors import InputError
+from glaviz.engine.tiling import TileGrid, window_hits
+from glaviz.errors import InputError, first_line
 from glaviz.util.rasters import crs_name, format_bounds
 
 if TYPE_CHECKING:
@@ -87,12 +87,7 @@ class RoiMask:
     def window_hits(self, grid: TileGrid, halo: int = 0) -> np.ndarray:
         """``(window rows, window columns)`` bool: the windows (grown by ``halo``) that meet the
         region, i.e. the windows a run inside it computes."""
-        row_spans, col_spans = window_spans(grid, halo)
-        hits = np.zeros((len(row_spans), len(col_spans)), bool)
-        for k, (a, b) in enumerate(row_spans):
-            if b > a:
-                hits[k] = column_hits(self.rows(a, b - a).any(axis=0), col_spans)
-        return hits
+        return window_hits(lambda a, b: self.rows(a, b - a), grid, halo)
 
 
 def load_roi(config: DeployConfig, stack: StackInfo) -> RoiMask | None:
@@ -153,7 +148,7 @@ def _read_vector(source: RoiSource, *, glaciers: bool) -> tuple[Any, str | None]
         layers = [str(name) for name in gpd.list_layers(source.path)["name"]]
     except Exception as exc:  # pyogrio raises DataSourceError and others for what it cannot open
         raise InputError(
-            f"cannot read {what} {source.path} as vector data ({_first_line(exc)}); give a "
+            f"cannot read {what} {source.path} as vector data ({first_line(exc)}); give a "
             "GeoPackage, shapefile or GeoJSON"
             + ("" if glaciers else ", or a raster mask (GeoTIFF, non-zero = inside)")
         ) from None
@@ -161,7 +156,7 @@ def _read_vector(source: RoiSource, *, glaciers: bool) -> tuple[Any, str | None]
     try:
         frame = gpd.read_file(source.path, layer=layer)
     except Exception as exc:
-        raise InputError(f"cannot read {what} {source.path}: {_first_line(exc)}") from None
+        raise InputError(f"cannot read {what} {source.path}: {first_line(exc)}") from None
     if frame.crs is None:
         raise InputError(
             f"{what} {source.path} has no CRS, so it cannot be placed on the stack; set one "
@@ -292,8 +287,3 @@ def _dataset_files(path: Path) -> tuple[Path, ...]:
         return (path,)
     siblings = sorted(p for p in path.parent.glob(f"{path.stem}.*") if p.is_file())
     return tuple(siblings) or (path,)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

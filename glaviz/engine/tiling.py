@@ -15,7 +15,7 @@ Two coordinate systems appear: *padded* (row/col in the zero-padded scene, where
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -298,18 +298,30 @@ def column_hits(any_in_column: np.ndarray, col_spans: list[tuple[int, int]]) -> 
     return np.array([counts[b] > counts[a] for a, b in col_spans], dtype=bool)
 
 
-def window_hits(mask: np.ndarray, grid: TileGrid, halo: int = 0) -> np.ndarray:
+def window_hits(
+    mask: np.ndarray | Callable[[int, int], np.ndarray], grid: TileGrid, halo: int = 0
+) -> np.ndarray:
     """``(window rows, window columns)`` bool: which windows (grown by ``halo``) meet ``mask``.
 
-    ``mask``: ``(height, width)`` bool on the scene. A window that meets no True pixel can be left
-    out without changing any output at a True pixel: a pixel's blend only sums the windows that
-    cover it, and each of those meets the pixel.
+    ``mask``: ``(height, width)`` bool on the scene, or a function returning its scene rows
+    ``a:b`` (a mask held packed, unpacked a window row at a time). A window that meets no True
+    pixel can be left out without changing any output at a True pixel: a pixel's blend only sums
+    the windows that cover it, and each of those meets the pixel.
     """
-    if mask.shape != (grid.height, grid.width):
-        raise InputError(f"mask has shape {mask.shape}, the scene is {(grid.height, grid.width)}")
+    if callable(mask):
+        rows = mask
+    else:
+        if mask.shape != (grid.height, grid.width):
+            raise InputError(
+                f"mask has shape {mask.shape}, the scene is {(grid.height, grid.width)}"
+            )
+
+        def rows(a: int, b: int) -> np.ndarray:
+            return mask[a:b]
+
     row_spans, col_spans = window_spans(grid, halo)
     hits = np.zeros((len(row_spans), len(col_spans)), bool)
     for k, (a, b) in enumerate(row_spans):
         if b > a:
-            hits[k] = column_hits(mask[a:b].any(axis=0), col_spans)
+            hits[k] = column_hits(rows(a, b).any(axis=0), col_spans)
     return hits

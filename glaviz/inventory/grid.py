@@ -27,11 +27,11 @@ from glaviz.util.rasters import (
     bounds_overlap,
     crs_name,
     format_bounds,
+    format_bounds_in,
     intersects,
     linear_unit,
     open_raster,
     read_as_float,
-    reproject_bounds,
     require_crs,
     require_north_up,
     same_grid,
@@ -242,8 +242,7 @@ class DemReader:
         src = self._src
         if bounds_overlap(src.bounds, src.crs, grid.bounds, grid.crs):
             return
-        dem_bounds = reproject_bounds(src.bounds, src.crs, grid.crs)
-        shown = format_bounds(dem_bounds) if dem_bounds is not None else "(not transformable)"
+        shown = format_bounds_in(src.bounds, src.crs, grid.crs)
         raise InputError(
             f"DEM {self.path} does not overlap the outlines (outline bounds "
             f"{format_bounds(grid.bounds)}, DEM bounds {shown} in {crs_name(grid.crs)}); "

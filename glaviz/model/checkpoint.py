@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from glaviz.errors import WeightsError
+from glaviz.errors import WeightsError, first_line
 from glaviz.model.glavitu import TOKEN_SIZE, GlaViTUConfig, build_glavitu, validated
 from glaviz.published.groups import GROUP_BANDS
 
@@ -61,7 +61,7 @@ class _Reader:
             self.file = h5py.File(path, "r")
         except OSError as exc:
             raise WeightsError(
-                f"{path} is not a readable HDF5 weights file ({_short(exc)}); "
+                f"{path} is not a readable HDF5 weights file ({first_line(exc, 160)}); "
                 "it may be truncated or not a Keras checkpoint; download it again"
             ) from None
         root = self.file.get("model_weights", self.file)
@@ -86,7 +86,7 @@ class _Reader:
             return tuple(self.root[group][weight].shape)
         except (KeyError, OSError) as exc:
             raise WeightsError(
-                f"{self.path}: tensor {weight} listed but unreadable ({_short(exc)}); "
+                f"{self.path}: tensor {weight} listed but unreadable ({first_line(exc, 160)}); "
                 "the file is damaged or truncated; download it again"
             ) from None
 
@@ -95,16 +95,12 @@ class _Reader:
             return np.asarray(self.root[group][weight][()])
         except (KeyError, OSError) as exc:
             raise WeightsError(
-                f"{self.path}: cannot read tensor {weight} ({_short(exc)}); "
+                f"{self.path}: cannot read tensor {weight} ({first_line(exc, 160)}); "
                 "the file is damaged or truncated; download it again"
             ) from None
 
     def weighted_groups(self) -> dict[str, list[str]]:
         return {name: w for name, w in self.groups.items() if w}
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:160]
 
 
 def inspect_checkpoint(path: str | Path) -> CheckpointInfo:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glaviz.errors import DownloadError
+from glaviz.errors import DownloadError, first_line
 from glaviz.registry.cache import remove_quietly
 from glaviz.util.progress import Progress
 
@@ -254,7 +254,7 @@ def download(
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = first_line(exc)
     # urllib3 buries the cause in a long repr; name the usual ones plainly.
     for marker, plain in (
         ("NameResolutionError", "the host name could not be resolved (no network or DNS)"),

@@ -195,6 +195,13 @@ def reproject_bounds(bounds: Sequence[float], src_crs: Any, dst_crs: Any) -> Bou
     return left, bottom, right, top
 
 
+def format_bounds_in(bounds: Sequence[float], src_crs: Any, dst_crs: Any) -> str:
+    """``bounds`` (in ``src_crs``) for a message in ``dst_crs``, where the other side of a
+    "does not overlap" is: :func:`format_bounds`, or "(not transformable)"."""
+    moved = reproject_bounds(bounds, src_crs, dst_crs)
+    return format_bounds(moved) if moved is not None else "(not transformable)"
+
+
 def bounds_overlap(
     bounds: Sequence[float], crs: Any, other_bounds: Sequence[float], other_crs: Any
 ) -> bool:
